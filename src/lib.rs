@@ -1,0 +1,23 @@
+//! spectrain: read LAMOST spectra, preprocess them as the published DenseNet
+//! method does, and build model-ready datasets.
+//!
+//! Data flows one way through the layers: [`fits`] (file I/O) -> [`spectrum`]
+//! -> [`preprocess`] -> [`dataset`] (HDF5), orchestrated by [`prepare`] and
+//! [`inspect`].
+
+// `!(x > y)` is used on purpose throughout: unlike `x <= y` it is true when
+// either side is NaN, so bad values fall into the rejecting branch.
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
+
+pub mod atomic;
+pub mod dataset;
+pub mod fits;
+pub mod inspect;
+pub mod prepare;
+pub mod preprocess;
+pub mod progress;
+pub mod spectrum;
+
+pub use dataset::Dataset;
+pub use preprocess::{PreprocessConfig, Preprocessor};
+pub use spectrum::{Layout, Spectrum, SpectrumMeta};

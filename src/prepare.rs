@@ -1,0 +1,247 @@
+//! `spectrain prepare`: a directory of FITS spectra plus a label catalog in, an
+//! HDF5 [`Dataset`] and a reject list out. Every input file ends up in exactly
+//! one of the two.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use crate::atomic::write_atomically;
+use crate::dataset::{Dataset, DatasetError, JoinKey, LabelError, LabelLookup, LabelTable, Sample};
+use crate::fits::{find_spectra, read_spectrum};
+use crate::preprocess::{ConfigError, PreprocessConfig, Preprocessor};
+use crate::spectrum::Spectrum;
+
+#[derive(Debug, Clone)]
+pub struct PrepareOptions {
+    pub spectra: PathBuf,
+    pub labels: PathBuf,
+    pub out: PathBuf,
+    pub join: JoinKey,
+    pub columns: Vec<String>,
+    pub config: PreprocessConfig,
+    pub progress: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error(transparent)]
+    Labels(#[from] LabelError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{path}: cannot list spectra: {source}")]
+    Walk {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: no .fits, .fit or .fits.gz files found")]
+    NoFiles { path: PathBuf },
+    #[error(transparent)]
+    Dataset(#[from] DatasetError),
+    #[error("{path}: cannot write reject list: {source}")]
+    Rejects {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Why one input file is not in the dataset.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reject {
+    pub file: String,
+    /// A stable short code (e.g. `zero-flux`, `unreadable`, `no-label`).
+    pub reason: &'static str,
+    /// A sentence for a person.
+    pub detail: String,
+}
+
+/// Counts for the end-of-run summary.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PrepareSummary {
+    pub files: usize,
+    pub kept: usize,
+    pub rejected: BTreeMap<&'static str, usize>,
+    pub seconds: f64,
+    pub label_rows: usize,
+    pub duplicate_label_keys: usize,
+    pub rejects_path: PathBuf,
+}
+
+impl PrepareSummary {
+    pub fn spectra_per_second(&self) -> f64 {
+        self.files as f64 / self.seconds.max(1e-9)
+    }
+}
+
+/// The reject list's path for a dataset path: `DATA.h5` -> `DATA.rejects.csv`.
+pub fn rejects_path(out: &Path) -> PathBuf {
+    let stem = out
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "dataset".into());
+    out.with_file_name(format!("{stem}.rejects.csv"))
+}
+
+/// The outcome of reading and preprocessing one file, independent of labels.
+pub enum FileOutcome {
+    Kept {
+        spectrum: Box<Spectrum>,
+        input: Vec<f32>,
+    },
+    Rejected {
+        reason: &'static str,
+        detail: String,
+    },
+}
+
+/// Reads and preprocesses one file. Never panics: a panic inside a FITS library
+/// becomes a rejection, so one strange file cannot stop a survey-sized run.
+pub fn process_file(path: &Path, pre: &Preprocessor) -> FileOutcome {
+    let work = || match read_spectrum(path) {
+        Err(e) => FileOutcome::Rejected {
+            reason: e.code(),
+            detail: e.to_string(),
+        },
+        Ok(spectrum) => match pre.run(&spectrum) {
+            Ok(input) => FileOutcome::Kept {
+                spectrum: Box::new(spectrum),
+                input,
+            },
+            Err(r) => FileOutcome::Rejected {
+                reason: r.code(),
+                detail: format!("{}: {r}", path.display()),
+            },
+        },
+    };
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or_else(|panic| {
+        let msg = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        FileOutcome::Rejected {
+            reason: "unreadable",
+            detail: format!("{}: reader failed: {msg}", path.display()),
+        }
+    })
+}
+
+pub fn prepare(opts: &PrepareOptions) -> Result<PrepareSummary, PrepareError> {
+    let start = Instant::now();
+    let pre = Preprocessor::new(opts.config.clone())?;
+    // Fail on a bad catalog before touching thousands of files.
+    let labels = LabelTable::read(&opts.labels, opts.join, &opts.columns)?;
+    if labels.duplicate_keys > 0 {
+        tracing::warn!(
+            "{}: {} label rows repeat a join key; the first row of each is used",
+            opts.labels.display(),
+            labels.duplicate_keys
+        );
+    }
+    let files = find_spectra(&opts.spectra).map_err(|source| PrepareError::Walk {
+        path: opts.spectra.clone(),
+        source,
+    })?;
+    if files.is_empty() {
+        return Err(PrepareError::NoFiles {
+            path: opts.spectra.clone(),
+        });
+    }
+    tracing::info!(
+        "{} spectra under {}, {} label rows",
+        files.len(),
+        opts.spectra.display(),
+        labels.len()
+    );
+
+    let bar = crate::progress::bar(files.len() as u64, "prepare", opts.progress);
+    let outcomes: Vec<FileOutcome> = files
+        .par_iter()
+        .map(|path| {
+            let outcome = process_file(path, &pre);
+            bar.inc(1);
+            outcome
+        })
+        .collect();
+    bar.finish_and_clear();
+
+    let mut dataset = Dataset::new(opts.columns.clone(), opts.config.clone());
+    let mut rejects = Vec::new();
+    for (path, outcome) in files.iter().zip(outcomes) {
+        let file = path.display().to_string();
+        match outcome {
+            FileOutcome::Rejected { reason, detail } => rejects.push(Reject {
+                file,
+                reason,
+                detail,
+            }),
+            FileOutcome::Kept { spectrum, input } => match labels.lookup(&spectrum.meta) {
+                LabelLookup::Found(values) => {
+                    let m = &spectrum.meta;
+                    let nan = f64::NAN;
+                    dataset.push(Sample {
+                        id: LabelTable::spectrum_id(m),
+                        file,
+                        input,
+                        labels: values,
+                        snrg: m.snrg.unwrap_or(nan),
+                        ra: m.ra.unwrap_or(nan),
+                        dec: m.dec.unwrap_or(nan),
+                        z: m.z.unwrap_or(nan),
+                    })
+                }
+                LabelLookup::NoRow(why) => rejects.push(Reject {
+                    detail: format!("{file}: {why}"),
+                    file,
+                    reason: "no-label",
+                }),
+                LabelLookup::Missing(column) => rejects.push(Reject {
+                    detail: format!("{file}: label '{column}' is empty or NaN in the catalog"),
+                    file,
+                    reason: "missing-label",
+                }),
+            },
+        }
+    }
+
+    if let Some(dir) = opts.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(DatasetError::Io)?;
+    }
+    let rejects_path = rejects_path(&opts.out);
+    write_rejects(&rejects_path, &rejects).map_err(|source| PrepareError::Rejects {
+        path: rejects_path.clone(),
+        source,
+    })?;
+    dataset.write(&opts.out)?;
+
+    let mut rejected = BTreeMap::new();
+    for r in &rejects {
+        *rejected.entry(r.reason).or_insert(0) += 1;
+    }
+    Ok(PrepareSummary {
+        files: files.len(),
+        kept: dataset.len(),
+        rejected,
+        seconds: start.elapsed().as_secs_f64(),
+        label_rows: labels.len(),
+        duplicate_label_keys: labels.duplicate_keys,
+        rejects_path,
+    })
+}
+
+/// `file,reason,detail`, one row per rejected input, written atomically.
+pub fn write_rejects(path: &Path, rejects: &[Reject]) -> std::io::Result<()> {
+    write_atomically(path, |tmp| {
+        let mut w = csv::Writer::from_writer(std::io::BufWriter::new(std::fs::File::create(tmp)?));
+        w.write_record(["file", "reason", "detail"])?;
+        for r in rejects {
+            w.write_record([r.file.as_str(), r.reason, r.detail.as_str()])?;
+        }
+        let mut inner = w.into_inner().map_err(|e| e.into_error())?;
+        inner.flush()?;
+        inner.get_ref().sync_all()
+    })
+}

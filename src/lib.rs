@@ -10,13 +10,18 @@
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
 pub mod atomic;
+pub mod bench;
 pub mod dataset;
+pub mod ensemble;
 pub mod fits;
 pub mod inspect;
+pub mod metrics;
+pub mod model;
 pub mod prepare;
 pub mod preprocess;
 pub mod progress;
 pub mod spectrum;
+pub mod train;
 
 pub use dataset::Dataset;
 pub use preprocess::{PreprocessConfig, Preprocessor};

@@ -7,9 +7,12 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use spectrain::dataset::JoinKey;
+use spectrain::ensemble::{Task, TrainConfig};
 use spectrain::inspect::inspect;
+use spectrain::model::{BackendChoice, DenseNetConfig};
 use spectrain::prepare::{prepare, PrepareOptions};
 use spectrain::preprocess::{ContinuumFit, Denoise, InputOrder, Normalisation};
+use spectrain::train::{train, TrainOptions};
 use spectrain::{PreprocessConfig, Preprocessor};
 
 #[derive(Parser)]
@@ -35,6 +38,122 @@ enum Command {
     Prepare(PrepareArgs),
     /// Show a file's layout, metadata and what preprocessing would do to it.
     Inspect(InspectArgs),
+    /// Train a bootstrap ensemble of DenseNets on a prepared dataset.
+    Train(TrainArgs),
+    /// Measure training and inference throughput of the network on a backend.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// Dataset written by `spectrain prepare`.
+    #[arg(long, value_name = "DATA.h5")]
+    data: PathBuf,
+    /// Model directory to create (refused if it exists, unless --resume or --force).
+    #[arg(long, value_name = "MODEL_DIR")]
+    out: PathBuf,
+    /// Label columns to learn (default: every label in the dataset).
+    #[arg(long, value_delimiter = ',')]
+    columns: Option<Vec<String>>,
+    /// Regression of the labels, or classification of one integer label.
+    #[arg(long, value_enum)]
+    task: Option<Task>,
+    /// Bootstrap ensemble size [default: 10].
+    #[arg(long)]
+    members: Option<usize>,
+    /// Epochs per member [default: 450].
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Batch size [default: 64].
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Adam learning rate [default: 1.5e-4 regression, 5e-4 classification].
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Validation fraction of the fixed-seed split [default: 0.2].
+    #[arg(long)]
+    val_fraction: Option<f64>,
+    /// Seed of the split, bootstrap resamples, initialisation and batch order [default: 42].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Model and training settings as TOML (see models/densenet-bc.toml); flags override it.
+    #[arg(long, value_name = "FILE.toml")]
+    config: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "auto")]
+    backend: BackendChoice,
+    /// Continue a killed run in MODEL_DIR from its last completed epoch.
+    #[arg(long, conflicts_with = "force")]
+    resume: bool,
+    /// Replace an existing MODEL_DIR.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    #[arg(long, value_enum, default_value = "auto")]
+    backend: BackendChoice,
+    /// Outputs of the network (3: Teff, log g, [Fe/H]).
+    #[arg(long, default_value_t = 3)]
+    outputs: usize,
+    #[arg(long, default_value_t = 64)]
+    train_batch: usize,
+    #[arg(long, default_value_t = 256)]
+    infer_batch: usize,
+    /// Seconds to time each measurement.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Also write the numbers as JSON.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+}
+
+/// `--config` file: `[model]` and `[training]` tables, both optional.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct TrainFile {
+    model: DenseNetConfig,
+    training: TrainConfig,
+}
+
+impl TrainArgs {
+    fn options(self, progress: bool) -> Result<TrainOptions> {
+        let file: TrainFile = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+            }
+            None => TrainFile::default(),
+        };
+        let mut t = file.training;
+        if let Some(task) = self.task {
+            t.task = task;
+            // The paper's classification learning rate, unless one is given.
+            if task == Task::Classify && self.lr.is_none() && self.config.is_none() {
+                t.lr = 5e-4;
+            }
+        }
+        t.members = self.members.unwrap_or(t.members);
+        t.epochs = self.epochs.unwrap_or(t.epochs);
+        t.batch = self.batch.unwrap_or(t.batch);
+        t.lr = self.lr.unwrap_or(t.lr);
+        t.val_fraction = self.val_fraction.unwrap_or(t.val_fraction);
+        t.seed = self.seed.unwrap_or(t.seed);
+        t.check()
+            .map_err(|e| anyhow::anyhow!("invalid training settings: {e}"))?;
+        Ok(TrainOptions {
+            data: self.data,
+            out: self.out,
+            columns: self.columns,
+            training: t,
+            model: file.model,
+            backend: self.backend,
+            resume: self.resume,
+            force: self.force,
+            progress,
+        })
+    }
 }
 
 /// Preprocessing settings; a TOML file first, then these flags on top.
@@ -206,6 +325,69 @@ fn run(cli: Cli) -> Result<ExitCode> {
             );
             for (reason, n) in &s.rejected {
                 println!("    {reason:<18} {n:>7}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Train(a) => {
+            let opts = a.options(progress)?;
+            let r = train(&opts)?;
+            println!(
+                "train: {} members on {} spectra ({} validation) in {:.1} s -> {}",
+                r.members.len(),
+                r.train_rows,
+                r.val_rows,
+                r.seconds,
+                opts.out.display()
+            );
+            println!("  selection score: {}", r.selection_score);
+            for m in &r.members {
+                println!(
+                    "  member {:>2}: best epoch {:>4}, score {:.4}",
+                    m.member, m.best_epoch, m.best_score
+                );
+            }
+            println!("  ensemble on the validation split:");
+            for (label, m) in &r.ensemble.labels {
+                let f = |k: &str| m[k].as_f64().map_or("-".into(), |v| format!("{v:.4}"));
+                match r.task {
+                    Task::Regress => println!(
+                        "    {label:<8} MAE {}  bias {}  sigma {}  M2 {}%  r {}",
+                        f("mae"),
+                        f("bias"),
+                        f("sigma"),
+                        f("mape"),
+                        f("pearson_r")
+                    ),
+                    Task::Classify => println!(
+                        "    {label:<8} accuracy {}  contamination {}  completeness {}",
+                        f("accuracy"),
+                        f("contamination"),
+                        f("completeness")
+                    ),
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(a) => {
+            let compute = a.backend.resolve()?;
+            tracing::info!("backend {} ({})", compute.backend, compute.reason);
+            let t = spectrain::bench::measure(
+                &compute,
+                a.outputs,
+                a.train_batch,
+                a.infer_batch,
+                std::time::Duration::from_secs_f64(a.seconds),
+            );
+            println!(
+                "spectrain-{} train_batch{} {:.1}",
+                t.backend, t.train_batch, t.train_spectra_per_s
+            );
+            println!(
+                "spectrain-{} infer_batch{} {:.1}",
+                t.backend, t.infer_batch, t.infer_spectra_per_s
+            );
+            if let Some(path) = a.json {
+                std::fs::write(&path, serde_json::to_string_pretty(&t)?)?;
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -1,0 +1,183 @@
+//! A bootstrap ensemble of networks: its self-describing spec, loading a model
+//! directory, and predicting with every member (mean and spread).
+
+pub mod spec;
+
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::tensor::activation::softmax;
+use burn::tensor::{Device, Tensor, TensorData};
+
+pub use spec::{EnsembleSpec, Standardiser, Task, TrainConfig, TrainingDomain};
+
+use crate::model::DenseNet;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EnsembleError {
+    #[error("{path}: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A loaded ensemble in inference mode.
+pub struct Ensemble {
+    pub spec: EnsembleSpec,
+    pub members: Vec<DenseNet>,
+    pub device: Device,
+}
+
+/// Predictions for `n` spectra: member values `[members][n * outputs]` in label
+/// units (regression) or class probabilities (classification).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Predictions {
+    pub outputs: usize,
+    pub members: Vec<Vec<f32>>,
+}
+
+impl Predictions {
+    pub fn len(&self) -> usize {
+        self.members
+            .first()
+            .map_or(0, |m| m.len() / self.outputs.max(1))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Member mean of output `o` for spectrum `i`.
+    pub fn mean(&self, i: usize, o: usize) -> f64 {
+        let k = i * self.outputs + o;
+        self.members.iter().map(|m| m[k] as f64).sum::<f64>() / self.members.len() as f64
+    }
+
+    /// Member standard deviation (divisor M) of output `o` for spectrum `i`.
+    pub fn std(&self, i: usize, o: usize) -> f64 {
+        let mean = self.mean(i, o);
+        let k = i * self.outputs + o;
+        let var = self
+            .members
+            .iter()
+            .map(|m| (m[k] as f64 - mean).powi(2))
+            .sum::<f64>()
+            / self.members.len() as f64;
+        var.sqrt()
+    }
+}
+
+/// Runs `model` over row-major inputs `[n, bands * width]` in batches; returns
+/// raw outputs `[n * outputs]` (standardised values or logits).
+pub fn forward_all(
+    model: &DenseNet,
+    inputs: &[f32],
+    shape: [usize; 2],
+    batch: usize,
+    device: &Device,
+) -> Vec<f32> {
+    let per = shape[0] * shape[1];
+    let n = inputs.len() / per;
+    let mut out = Vec::new();
+    for start in (0..n).step_by(batch.max(1)) {
+        let b = batch.min(n - start);
+        let data = TensorData::new(
+            inputs[start * per..(start + b) * per].to_vec(),
+            [b, shape[0], shape[1]],
+        );
+        let x = Tensor::<3>::from_data(data, device);
+        let y = model.forward(x);
+        out.extend(y.into_data().try_to_vec::<f32>().expect("f32 outputs"));
+    }
+    out
+}
+
+impl Ensemble {
+    /// Loads `spec.json` and every member's weights from a model directory.
+    pub fn load(dir: &Path, device: &Device) -> Result<Self, EnsembleError> {
+        let spec_path = dir.join("spec.json");
+        let text = std::fs::read_to_string(&spec_path).map_err(|source| EnsembleError::Io {
+            path: spec_path.clone(),
+            source,
+        })?;
+        let spec: EnsembleSpec =
+            serde_json::from_str(&text).map_err(|e| EnsembleError::Invalid {
+                path: spec_path.clone(),
+                reason: e.to_string(),
+            })?;
+        let mut members = Vec::new();
+        for m in 0..spec.training.members {
+            let path = dir.join(EnsembleSpec::member_file(m));
+            if !path.exists() {
+                return Err(EnsembleError::Invalid {
+                    path,
+                    reason: "member weights missing (training unfinished? use train --resume)"
+                        .into(),
+                });
+            }
+            let model = spec.model.init(device).try_load_file(&path).map_err(|e| {
+                EnsembleError::Invalid {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                }
+            })?;
+            members.push(model.valid());
+        }
+        Ok(Self {
+            spec,
+            members,
+            device: device.clone(),
+        })
+    }
+
+    /// Predicts row-major inputs `[n, bands * width]` with every member.
+    pub fn predict(&self, inputs: &[f32], batch: usize) -> Predictions {
+        let shape = self.spec.preprocess.input_shape();
+        let outputs = self.spec.model.outputs;
+        let members = self
+            .members
+            .iter()
+            .map(|model| {
+                let raw = forward_all(model, inputs, shape, batch, &self.device);
+                to_label_units(
+                    self.spec.task,
+                    self.spec.standardiser.as_ref(),
+                    raw,
+                    outputs,
+                    &self.device,
+                )
+            })
+            .collect();
+        Predictions { outputs, members }
+    }
+}
+
+/// Standardised outputs to label units (regression), or logits to class
+/// probabilities (classification).
+pub fn to_label_units(
+    task: Task,
+    standardiser: Option<&Standardiser>,
+    raw: Vec<f32>,
+    outputs: usize,
+    device: &Device,
+) -> Vec<f32> {
+    match (task, standardiser) {
+        (Task::Regress, Some(s)) => raw
+            .chunks(outputs)
+            .flat_map(|row| {
+                row.iter()
+                    .enumerate()
+                    .map(|(l, v)| s.inverse(l, *v as f64) as f32)
+                    .collect::<Vec<_>>()
+            })
+            .collect(),
+        _ => {
+            let n = raw.len() / outputs.max(1);
+            let t = Tensor::<2>::from_data(TensorData::new(raw, [n, outputs]), device);
+            softmax(t, 1).into_data().try_to_vec::<f32>().expect("f32")
+        }
+    }
+}

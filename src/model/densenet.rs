@@ -1,0 +1,296 @@
+//! The 1D DenseNet-BC with parallel 3/7/15 kernels (METHOD section 4).
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::nn::conv::{Conv1d, Conv1dConfig};
+use burn::nn::pool::{AvgPool1d, AvgPool1dConfig};
+use burn::nn::{
+    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Initializer, Linear, LinearConfig,
+    PaddingConfig1d,
+};
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+/// Every width and count of the network. Defaults are the paper's; with them the
+/// model has 368,761 / 368,890 / 369,019 trainable parameters for 1 / 2 / 3 outputs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DenseNetConfig {
+    /// Input channels (bands of the reshaped spectrum).
+    pub in_channels: usize,
+    /// Input length (pixels per band).
+    pub length: usize,
+    /// Output channels of the stem convolution.
+    pub stem_channels: usize,
+    pub stem_kernel: usize,
+    /// Channels each branch of a dense layer adds.
+    pub growth: usize,
+    /// Kernel sizes of the parallel branches.
+    pub kernels: Vec<usize>,
+    /// Bottleneck width as a multiple of `growth`.
+    pub bottleneck: usize,
+    /// Dense layers per block.
+    pub block_layers: Vec<usize>,
+    /// Channel compression of the transition layers.
+    pub compression: f64,
+    /// Dropout after each dense layer's branches (0 in the paper).
+    pub layer_dropout: f64,
+    /// Output channels of the 1x1 "integration" convolution.
+    pub integration: usize,
+    /// Width of the hidden fully connected layer.
+    pub hidden: usize,
+    pub head_dropout: f64,
+    /// Number of outputs: labels for regression, classes for classification.
+    pub outputs: usize,
+}
+
+impl Default for DenseNetConfig {
+    fn default() -> Self {
+        Self {
+            in_channels: 64,
+            length: 64,
+            stem_channels: 48,
+            stem_kernel: 3,
+            growth: 12,
+            kernels: vec![3, 7, 15],
+            bottleneck: 4,
+            block_layers: vec![4, 4, 4],
+            compression: 0.4,
+            layer_dropout: 0.0,
+            integration: 32,
+            hidden: 128,
+            head_dropout: 0.3,
+            outputs: 1,
+        }
+    }
+}
+
+/// He (Kaiming) uniform for ReLU networks: U(-sqrt(6 / fan_in), sqrt(6 / fan_in)).
+fn he_uniform() -> Initializer {
+    Initializer::KaimingUniform {
+        gain: std::f64::consts::SQRT_2,
+        fan_out_only: false,
+    }
+}
+
+fn conv(cin: usize, cout: usize, kernel: usize, bias: bool, device: &Device) -> Conv1d {
+    let mut c = Conv1dConfig::new(cin, cout, kernel)
+        .with_padding(PaddingConfig1d::Same)
+        .with_bias(bias)
+        .with_initializer(he_uniform())
+        .init(device);
+    if bias {
+        c.bias = Some(Param::from_tensor(Tensor::zeros([cout], device)));
+    }
+    c
+}
+
+fn linear(din: usize, dout: usize, device: &Device) -> Linear {
+    let mut l = LinearConfig::new(din, dout)
+        .with_initializer(he_uniform())
+        .init(device);
+    l.bias = Some(Param::from_tensor(Tensor::zeros([dout], device)));
+    l
+}
+
+#[derive(Module, Debug)]
+struct Branch {
+    norm: BatchNorm,
+    conv: Conv1d,
+}
+
+/// BN -> ReLU -> 1x1 bottleneck -> parallel (BN -> ReLU -> conv k) -> concat, then
+/// concatenated with the layer's input (the dense connection).
+#[derive(Module, Debug)]
+struct DenseLayer {
+    norm: BatchNorm,
+    bottleneck: Conv1d,
+    branches: Vec<Branch>,
+    dropout: Dropout,
+}
+
+impl DenseLayer {
+    /// `[batch, c, length]` -> `[batch, c + branches * growth, length]`.
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let h = self.bottleneck.forward(relu(self.norm.forward(x.clone())));
+        let branches = self
+            .branches
+            .iter()
+            .map(|b| b.conv.forward(relu(b.norm.forward(h.clone()))))
+            .collect();
+        let h = self.dropout.forward(Tensor::cat(branches, 1));
+        Tensor::cat(vec![x, h], 1)
+    }
+}
+
+/// BN -> ReLU -> 1x1 conv (C -> floor(compression * C)) -> average pool / 2.
+#[derive(Module, Debug)]
+struct Transition {
+    norm: BatchNorm,
+    conv: Conv1d,
+    pool: AvgPool1d,
+}
+
+impl Transition {
+    /// `[batch, c, length]` -> `[batch, floor(compression * c), length / 2]`.
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        self.pool
+            .forward(self.conv.forward(relu(self.norm.forward(x))))
+    }
+}
+
+/// Dense layers followed, except after the last block, by a transition.
+#[derive(Module, Debug)]
+struct DenseBlock {
+    layers: Vec<DenseLayer>,
+    transition: Option<Transition>,
+}
+
+#[derive(Module, Debug)]
+pub struct DenseNet {
+    stem: Conv1d,
+    blocks: Vec<DenseBlock>,
+    final_norm: BatchNorm,
+    integration: Conv1d,
+    hidden: Linear,
+    dropout: Dropout,
+    output: Linear,
+}
+
+impl DenseNetConfig {
+    /// Channels and length after the last dense block.
+    pub fn feature_shape(&self) -> (usize, usize) {
+        let mut c = self.stem_channels;
+        let mut len = self.length;
+        for (b, &n) in self.block_layers.iter().enumerate() {
+            c += n * self.kernels.len() * self.growth;
+            if b + 1 < self.block_layers.len() {
+                c = (c as f64 * self.compression).floor() as usize;
+                len /= 2;
+            }
+        }
+        (c, len)
+    }
+
+    pub fn init(&self, device: &Device) -> DenseNet {
+        let mut c = self.stem_channels;
+        let width = self.bottleneck * self.growth;
+        let mut blocks = Vec::new();
+        for (b, &n) in self.block_layers.iter().enumerate() {
+            let mut layers = Vec::new();
+            for _ in 0..n {
+                layers.push(DenseLayer {
+                    norm: BatchNormConfig::new(c).init(device),
+                    bottleneck: conv(c, width, 1, false, device),
+                    branches: self
+                        .kernels
+                        .iter()
+                        .map(|&k| Branch {
+                            norm: BatchNormConfig::new(width).init(device),
+                            conv: conv(width, self.growth, k, false, device),
+                        })
+                        .collect(),
+                    dropout: DropoutConfig::new(self.layer_dropout).init(),
+                });
+                c += self.kernels.len() * self.growth;
+            }
+            let transition = (b + 1 < self.block_layers.len()).then(|| {
+                let out = (c as f64 * self.compression).floor() as usize;
+                let t = Transition {
+                    norm: BatchNormConfig::new(c).init(device),
+                    conv: conv(c, out, 1, false, device),
+                    pool: AvgPool1dConfig::new(2).init(),
+                };
+                c = out;
+                t
+            });
+            blocks.push(DenseBlock { layers, transition });
+        }
+        let (_, len) = self.feature_shape();
+        DenseNet {
+            stem: conv(
+                self.in_channels,
+                self.stem_channels,
+                self.stem_kernel,
+                false,
+                device,
+            ),
+            blocks,
+            final_norm: BatchNormConfig::new(c).init(device),
+            integration: conv(c, self.integration, 1, true, device),
+            hidden: linear(self.integration * len, self.hidden, device),
+            dropout: DropoutConfig::new(self.head_dropout).init(),
+            output: linear(self.hidden, self.outputs, device),
+        }
+    }
+}
+
+impl DenseNet {
+    /// Trainable parameters: those that receive gradients. burn's `num_params`
+    /// also counts batch-norm running statistics. Meaningful on an autodiff device.
+    pub fn trainable_params(&self) -> usize {
+        struct Count(usize);
+        impl ModuleVisitor for Count {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                let value = param.val();
+                if value.is_require_grad() {
+                    self.0 += value.shape().num_elements();
+                }
+            }
+        }
+        let mut count = Count(0);
+        self.visit(&mut count);
+        count.0
+    }
+
+    /// `x`: `[batch, in_channels, length]` (`[B, 64, 64]`) -> `[batch, outputs]`.
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<2> {
+        let mut x = self.stem.forward(x); // [B, stem, L]
+        for block in &self.blocks {
+            for layer in &block.layers {
+                x = layer.forward(x); // [B, c + 3g, L]
+            }
+            if let Some(t) = &block.transition {
+                x = t.forward(x); // [B, floor(0.4 c), L / 2]
+            }
+        }
+        let x = self.integration.forward(relu(self.final_norm.forward(x))); // [B, 32, L_end]
+        let x: Tensor<2> = x.flatten(1, 2); // [B, 32 * L_end]
+        let x = self.dropout.forward(relu(self.hidden.forward(x))); // [B, hidden]
+        self.output.forward(x) // [B, outputs]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paper_defaults_have_the_published_parameter_counts() {
+        // METHOD section 4, and `sum(p.numel() for p in model.parameters())` of the
+        // independent PyTorch implementation in shared/reference/densenet_ref.py.
+        let device = Device::flex().autodiff();
+        for (outputs, expected) in [(1, 368_761), (2, 368_890), (3, 369_019)] {
+            let model = DenseNetConfig {
+                outputs,
+                ..Default::default()
+            }
+            .init(&device);
+            assert_eq!(model.trainable_params(), expected, "{outputs} outputs");
+        }
+    }
+
+    #[test]
+    fn forward_maps_batches_to_outputs() {
+        let device = Device::flex();
+        let config = DenseNetConfig {
+            outputs: 3,
+            ..Default::default()
+        };
+        // 48 + 4*36 = 192 -> 76; 76 + 144 = 220 -> 88; 88 + 144 = 232 channels, 64 / 4 pixels.
+        assert_eq!(config.feature_shape(), (232, 16));
+        let model = config.init(&device);
+        let x = Tensor::<3>::ones([2, 64, 64], &device);
+        assert_eq!(model.forward(x).dims(), [2, 3]);
+    }
+}

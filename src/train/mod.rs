@@ -1,0 +1,798 @@
+//! `spectrain train`: a bootstrap ensemble of DenseNets on an HDF5 dataset
+//! (METHOD section 5), written as a self-describing model directory.
+//!
+//! Model directory:
+//! - `spec.json`: model, training and preprocessing config, labels, standardisation
+//!   (written before training starts);
+//! - `member-NN.bpk`: weights of each member's best epoch; `member-NN.csv`: its curves;
+//! - `metrics.json`: validation metrics per member and for the ensemble;
+//! - `provenance.json`: version, git commit, backend, dataset path and SHA-256, wall time;
+//! - `member-NN.work/` while a member trains: the last epoch's weights and
+//!   optimizer state, so `--resume` continues where a killed run stopped.
+
+pub mod sampling;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::nn::loss::{CrossEntropyLossConfig, HuberLossConfig, Reduction};
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use crate::atomic::write_atomically;
+use crate::dataset::{Dataset, DatasetError};
+use crate::ensemble::{
+    forward_all, to_label_units, EnsembleSpec, Standardiser, Task, TrainConfig, TrainingDomain,
+};
+use crate::metrics::{ClassificationMetrics, RegressionMetrics, SNR_BINS};
+use crate::model::{BackendChoice, ComputeDevice, DenseNet, DenseNetConfig};
+use sampling::{bootstrap, derive_seed, Split, SplitMix64};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Dataset(#[from] DatasetError),
+    #[error("invalid training setup: {0}")]
+    Config(String),
+    #[error("{0} already exists: pass --resume to continue it or --force to replace it")]
+    Exists(PathBuf),
+    #[error("{path}: cannot resume: {reason}")]
+    Resume { path: PathBuf, reason: String },
+    #[error("{path}: {reason}")]
+    Record { path: PathBuf, reason: String },
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Backend(#[from] crate::model::backend::BackendError),
+}
+
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    pub data: PathBuf,
+    pub out: PathBuf,
+    /// Label columns to train on (default: every label of the dataset).
+    pub columns: Option<Vec<String>>,
+    pub training: TrainConfig,
+    /// Network widths; `outputs` is set from the labels.
+    pub model: DenseNetConfig,
+    pub backend: BackendChoice,
+    pub resume: bool,
+    pub force: bool,
+    pub progress: bool,
+}
+
+/// One row of a member's training curve.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub val_loss: f64,
+    /// The selection score (lower is better).
+    pub val_score: f64,
+    /// Validation MAE per label in label units (regression) or accuracy (classification).
+    pub val_per_label: Vec<f64>,
+    pub seconds: f64,
+}
+
+/// A member's training state, saved after every epoch.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct MemberState {
+    /// Epochs completed.
+    epochs_done: usize,
+    best_score: Option<f64>,
+    best_epoch: Option<usize>,
+    curves: Vec<EpochRecord>,
+}
+
+/// What training produced, also written to `metrics.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainReport {
+    pub task: Task,
+    pub label_names: Vec<String>,
+    pub train_rows: usize,
+    pub val_rows: usize,
+    /// `m2-percent` (all labels positive), `standardised-mae`, or `cross-entropy`.
+    pub selection_score: &'static str,
+    pub members: Vec<MemberReport>,
+    pub ensemble: Evaluation,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MemberReport {
+    pub member: usize,
+    pub best_epoch: usize,
+    pub best_score: f64,
+    pub evaluation: Evaluation,
+}
+
+/// Validation metrics, overall and in SNR bins.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Evaluation {
+    pub labels: Vec<(String, serde_json::Value)>,
+    pub snr_bins: Vec<(String, Vec<(String, serde_json::Value)>)>,
+}
+
+/// Row-major labels selected from a dataset, and what they mean for training.
+struct Targets {
+    names: Vec<String>,
+    /// `[N, L]` label values.
+    values: Vec<f32>,
+    task: Task,
+    classes: usize,
+}
+
+fn select_targets(
+    data: &Dataset,
+    columns: Option<&[String]>,
+    task: Task,
+) -> Result<Targets, TrainError> {
+    let names: Vec<String> = match columns {
+        Some(c) => c.to_vec(),
+        None => data.label_names.clone(),
+    };
+    let idx = names
+        .iter()
+        .map(|n| {
+            data.label_names.iter().position(|l| l == n).ok_or_else(|| {
+                TrainError::Config(format!(
+                    "the dataset has no label '{n}' (it has: {})",
+                    data.label_names.join(",")
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if idx.is_empty() {
+        return Err(TrainError::Config("no label columns selected".into()));
+    }
+    let values: Vec<f32> = (0..data.len())
+        .flat_map(|i| idx.iter().map(move |&j| data.label_row(i)[j]))
+        .collect();
+    let classes = match task {
+        Task::Regress => 0,
+        Task::Classify => {
+            if names.len() != 1 {
+                return Err(TrainError::Config(
+                    "classification takes exactly one integer label column".into(),
+                ));
+            }
+            if let Some(v) = values.iter().find(|v| !(v.fract() == 0.0 && **v >= 0.0)) {
+                return Err(TrainError::Config(format!(
+                    "classification labels must be integers 0, 1, ...; found {v}"
+                )));
+            }
+            (values.iter().fold(0f32, |m, v| m.max(*v)) as usize + 1).max(2)
+        }
+    };
+    Ok(Targets {
+        names,
+        values,
+        task,
+        classes,
+    })
+}
+
+/// SHA-256 of a file, hex.
+fn sha256_file(path: &Path) -> std::io::Result<String> {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    let mut f = std::fs::File::open(path)?;
+    std::io::copy(&mut f, &mut hasher)?;
+    Ok(format!("{:x}", hasher.finalize()))
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
+    write_atomically(path, |tmp| {
+        std::fs::write(
+            tmp,
+            serde_json::to_string_pretty(value).expect("serialisable"),
+        )
+    })
+}
+
+fn save_module(model: DenseNet, path: &Path) -> Result<(), TrainError> {
+    write_atomically(path, |tmp| {
+        model.save_file(tmp).map_err(|e| TrainError::Record {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })
+    })
+}
+
+/// Everything a member's training loop needs, fixed for the run.
+struct Run<'a> {
+    data: &'a Dataset,
+    targets: &'a Targets,
+    split: &'a Split,
+    spec: &'a EnsembleSpec,
+    compute: &'a ComputeDevice,
+    out: &'a Path,
+    bar: indicatif::ProgressBar,
+}
+
+impl Run<'_> {
+    fn input_batch(&self, rows: &[usize], device: &Device) -> Tensor<3> {
+        let [b, w] = self.data.input_shape;
+        let mut buf = Vec::with_capacity(rows.len() * b * w);
+        for &r in rows {
+            buf.extend_from_slice(self.data.input(r));
+        }
+        Tensor::from_data(TensorData::new(buf, [rows.len(), b, w]), device)
+    }
+
+    fn loss(&self, pred: Tensor<2>, rows: &[usize], device: &Device) -> Tensor<1> {
+        let l = self.targets.names.len();
+        match (self.targets.task, &self.spec.standardiser) {
+            (Task::Regress, Some(s)) => {
+                let y: Vec<f32> = rows
+                    .iter()
+                    .flat_map(|&r| {
+                        (0..l).map(move |j| {
+                            s.forward(j, self.targets.values[r * l + j] as f64) as f32
+                        })
+                    })
+                    .collect();
+                let y = Tensor::<2>::from_data(TensorData::new(y, [rows.len(), l]), device);
+                HuberLossConfig::new(self.spec.training.huber_delta as f32)
+                    .init()
+                    .forward(pred, y, Reduction::Mean)
+            }
+            _ => {
+                let y: Vec<i64> = rows
+                    .iter()
+                    .map(|&r| self.targets.values[r] as i64)
+                    .collect();
+                let y = Tensor::<1, Int>::from_data(TensorData::new(y, [rows.len()]), device);
+                CrossEntropyLossConfig::new().init(device).forward(pred, y)
+            }
+        }
+    }
+
+    /// Validation loss, selection score and per-label values of a model.
+    fn validate(&self, model: &DenseNet) -> (f64, f64, Vec<f64>) {
+        let device = &self.compute.device;
+        let inputs = gather_inputs(self.data, &self.split.val);
+        let raw = forward_all(model, &inputs, self.data.input_shape, 256, device);
+        let n = self.split.val.len();
+        let outputs = self.spec.model.outputs;
+        let loss = {
+            let pred = Tensor::<2>::from_data(TensorData::new(raw.clone(), [n, outputs]), device);
+            self.loss(pred, &self.split.val, device)
+                .into_scalar::<f32>() as f64
+        };
+        let pred = to_label_units(
+            self.targets.task,
+            self.spec.standardiser.as_ref(),
+            raw,
+            outputs,
+            device,
+        );
+        let l = self.targets.names.len();
+        match self.targets.task {
+            Task::Regress => {
+                let s = self
+                    .spec
+                    .standardiser
+                    .as_ref()
+                    .expect("regression has a standardiser");
+                let mut maes = Vec::new();
+                let mut scores = Vec::new();
+                let all_positive = selection_is_m2(self.targets, &self.split.train);
+                for j in 0..l {
+                    let (p, y) = label_columns(&pred, &self.targets.values, &self.split.val, l, j);
+                    let m = RegressionMetrics::compute(&p, &y);
+                    maes.push(m.mae);
+                    scores.push(if all_positive {
+                        m.mape.unwrap_or(f64::INFINITY)
+                    } else {
+                        m.mae / s.std[j]
+                    });
+                }
+                let score = scores.iter().sum::<f64>() / scores.len() as f64;
+                (loss, score, maes)
+            }
+            Task::Classify => {
+                let (predicted, truth) =
+                    classes_of(&pred, &self.targets.values, &self.split.val, outputs);
+                let m = ClassificationMetrics::compute(&predicted, &truth);
+                (loss, loss, vec![m.accuracy])
+            }
+        }
+    }
+
+    /// Trains (or resumes) member `m` and returns its report.
+    fn member(&self, m: usize) -> Result<MemberReport, TrainError> {
+        let cfg = &self.spec.training;
+        let final_path = self.out.join(EnsembleSpec::member_file(m));
+        let report_path = self.out.join(format!("member-{m:02}.json"));
+        if final_path.exists() && report_path.exists() {
+            let text = std::fs::read_to_string(&report_path)?;
+            let report = serde_json::from_str(&text).map_err(|e| TrainError::Resume {
+                path: report_path.clone(),
+                reason: e.to_string(),
+            })?;
+            self.bar.inc(cfg.epochs as u64);
+            tracing::info!("member {m}: already trained, skipped");
+            return Ok(report);
+        }
+        let work = self.out.join(format!("member-{m:02}.work"));
+        std::fs::create_dir_all(&work)?;
+        let seed = derive_seed(cfg.seed, 1000 + m as u64);
+        let ad = self.compute.autodiff();
+        let state_path = work.join("state.json");
+        let (mut model, mut optim, mut state) = if state_path.exists() {
+            let state: MemberState = serde_json::from_str(&std::fs::read_to_string(&state_path)?)
+                .map_err(|e| TrainError::Resume {
+                path: state_path.clone(),
+                reason: e.to_string(),
+            })?;
+            let last = work.join(format!("last-e{:04}.bpk", state.epochs_done));
+            let opt = work.join(format!("optim-e{:04}.bpk", state.epochs_done));
+            let resume_err = |reason: String| TrainError::Resume {
+                path: work.clone(),
+                reason,
+            };
+            let model = self
+                .spec
+                .model
+                .init(&ad)
+                .try_load_file(&last)
+                .map_err(|e| resume_err(format!("{}: {e}", last.display())))?;
+            let optim = AdamConfig::new()
+                .init()
+                .load(&opt)
+                .map_err(|e| resume_err(format!("{}: {e}", opt.display())))?;
+            tracing::info!("member {m}: resuming after epoch {}", state.epochs_done);
+            self.bar.inc(state.epochs_done as u64);
+            (model, optim, state)
+        } else {
+            ad.seed(seed);
+            (
+                self.spec.model.init(&ad),
+                AdamConfig::new().init(),
+                MemberState::default(),
+            )
+        };
+        let rows = if cfg.bootstrap && cfg.members > 1 {
+            bootstrap(&self.split.train, seed)
+        } else {
+            self.split.train.clone()
+        };
+        for epoch in state.epochs_done..cfg.epochs {
+            let t0 = Instant::now();
+            // Re-seeded each epoch so a resumed run draws the same dropout masks.
+            ad.seed(derive_seed(seed, 1 + epoch as u64));
+            let mut order = rows.clone();
+            SplitMix64::new(derive_seed(seed, 1_000_000 + epoch as u64)).shuffle(&mut order);
+            let (mut loss_sum, mut batches) = (0.0, 0usize);
+            for chunk in order.chunks(cfg.batch) {
+                if chunk.len() < 2 {
+                    continue; // batch norm needs two samples
+                }
+                let pred = model.forward(self.input_batch(chunk, &ad));
+                let loss = self.loss(pred, chunk, &ad);
+                loss_sum += loss.clone().into_scalar::<f32>() as f64;
+                batches += 1;
+                let grads = GradientsParams::from_grads(loss.backward(), &model);
+                model = optim.step(cfg.lr, model, grads);
+            }
+            let valid = model.valid();
+            let (val_loss, score, per_label) = self.validate(&valid);
+            let record = EpochRecord {
+                epoch: epoch + 1,
+                train_loss: loss_sum / batches.max(1) as f64,
+                val_loss,
+                val_score: score,
+                val_per_label: per_label,
+                seconds: t0.elapsed().as_secs_f64(),
+            };
+            self.bar.set_message(format!(
+                "member {m} epoch {} loss {:.4} val {:.4}",
+                epoch + 1,
+                record.train_loss,
+                score
+            ));
+            self.bar.inc(1);
+            state.curves.push(record);
+            if state.best_score.is_none_or(|b| score < b) {
+                state.best_score = Some(score);
+                state.best_epoch = Some(epoch + 1);
+                save_module(valid, &work.join("best.bpk"))?;
+            }
+            self.checkpoint(&work, &model, &optim, &mut state, epoch + 1)?;
+        }
+        // Publish the member: best weights, curves, report; then drop the work dir.
+        let evaluation = {
+            let best = self.spec.model.init(&self.compute.device);
+            let best = best
+                .try_load_file(work.join("best.bpk"))
+                .map_err(|e| TrainError::Record {
+                    path: work.join("best.bpk"),
+                    reason: e.to_string(),
+                })?
+                .valid();
+            let inputs = gather_inputs(self.data, &self.split.val);
+            let raw = forward_all(
+                &best,
+                &inputs,
+                self.data.input_shape,
+                256,
+                &self.compute.device,
+            );
+            let pred = to_label_units(
+                self.targets.task,
+                self.spec.standardiser.as_ref(),
+                raw,
+                self.spec.model.outputs,
+                &self.compute.device,
+            );
+            evaluate(
+                self.targets,
+                self.data,
+                &self.split.val,
+                &[pred],
+                self.spec.model.outputs,
+            )
+        };
+        write_curves(
+            &self.out.join(format!("member-{m:02}.csv")),
+            &self.targets.names,
+            &state.curves,
+        )?;
+        std::fs::rename(work.join("best.bpk"), &final_path)?;
+        let report = MemberReport {
+            member: m,
+            best_epoch: state.best_epoch.unwrap_or(0),
+            best_score: state.best_score.unwrap_or(f64::NAN),
+            evaluation,
+        };
+        write_json(&report_path, &report)?;
+        std::fs::remove_dir_all(&work)?;
+        Ok(report)
+    }
+
+    /// Saves weights and optimizer state of epoch `done`, then the state that
+    /// names them, then removes the previous epoch's files: a kill at any point
+    /// leaves a consistent checkpoint.
+    fn checkpoint(
+        &self,
+        work: &Path,
+        model: &DenseNet,
+        optim: &ModuleOptimizer,
+        state: &mut MemberState,
+        done: usize,
+    ) -> Result<(), TrainError> {
+        save_module(model.clone(), &work.join(format!("last-e{done:04}.bpk")))?;
+        let opt_path = work.join(format!("optim-e{done:04}.bpk"));
+        write_atomically(&opt_path, |tmp| {
+            optim.save(tmp).map_err(|e| TrainError::Record {
+                path: opt_path.clone(),
+                reason: e.to_string(),
+            })
+        })?;
+        let previous = state.epochs_done;
+        state.epochs_done = done;
+        write_json(&work.join("state.json"), state)?;
+        if previous > 0 {
+            let _ = std::fs::remove_file(work.join(format!("last-e{previous:04}.bpk")));
+            let _ = std::fs::remove_file(work.join(format!("optim-e{previous:04}.bpk")));
+        }
+        Ok(())
+    }
+}
+
+fn gather_inputs(data: &Dataset, rows: &[usize]) -> Vec<f32> {
+    let mut buf = Vec::with_capacity(rows.len() * data.input_len());
+    for &r in rows {
+        buf.extend_from_slice(data.input(r));
+    }
+    buf
+}
+
+/// M2 selection when every label is strictly positive in the training split.
+fn selection_is_m2(targets: &Targets, train: &[usize]) -> bool {
+    let l = targets.names.len();
+    train
+        .iter()
+        .all(|&r| (0..l).all(|j| targets.values[r * l + j] > 0.0))
+}
+
+/// Predicted and true values of label `j` over `rows` (`pred` is `[rows, l]`).
+fn label_columns(
+    pred: &[f32],
+    values: &[f32],
+    rows: &[usize],
+    l: usize,
+    j: usize,
+) -> (Vec<f64>, Vec<f64>) {
+    let p = (0..rows.len()).map(|i| pred[i * l + j] as f64).collect();
+    let y = rows.iter().map(|&r| values[r * l + j] as f64).collect();
+    (p, y)
+}
+
+fn classes_of(
+    probs: &[f32],
+    values: &[f32],
+    rows: &[usize],
+    outputs: usize,
+) -> (Vec<usize>, Vec<usize>) {
+    let predicted = probs
+        .chunks(outputs)
+        .map(|p| {
+            p.iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map_or(0, |(k, _)| k)
+        })
+        .collect();
+    let truth = rows.iter().map(|&r| values[r] as usize).collect();
+    (predicted, truth)
+}
+
+/// Metrics of the member mean of `preds` (each `[rows, outputs]`) over `rows`.
+fn evaluate(
+    targets: &Targets,
+    data: &Dataset,
+    rows: &[usize],
+    preds: &[Vec<f32>],
+    outputs: usize,
+) -> Evaluation {
+    let mean: Vec<f32> = (0..preds[0].len())
+        .map(|k| (preds.iter().map(|p| p[k] as f64).sum::<f64>() / preds.len() as f64) as f32)
+        .collect();
+    let metrics_of = |subset: &[usize]| -> Vec<(String, serde_json::Value)> {
+        let sub_pred: Vec<f32> = subset
+            .iter()
+            .flat_map(|&i| mean[i * outputs..(i + 1) * outputs].to_vec())
+            .collect();
+        let sub_rows: Vec<usize> = subset.iter().map(|&i| rows[i]).collect();
+        match targets.task {
+            Task::Regress => {
+                let l = targets.names.len();
+                (0..l)
+                    .map(|j| {
+                        let (p, y) = label_columns(&sub_pred, &targets.values, &sub_rows, l, j);
+                        let m = RegressionMetrics::compute(&p, &y);
+                        (
+                            targets.names[j].clone(),
+                            serde_json::to_value(m).expect("json"),
+                        )
+                    })
+                    .collect()
+            }
+            Task::Classify => {
+                let (p, t) = classes_of(&sub_pred, &targets.values, &sub_rows, outputs);
+                vec![(
+                    targets.names[0].clone(),
+                    serde_json::to_value(ClassificationMetrics::compute(&p, &t)).expect("json"),
+                )]
+            }
+        }
+    };
+    let all: Vec<usize> = (0..rows.len()).collect();
+    let snr_bins = SNR_BINS
+        .iter()
+        .filter_map(|(lo, hi, name)| {
+            let subset: Vec<usize> = all
+                .iter()
+                .copied()
+                .filter(|&i| {
+                    let s = data.snrg[rows[i]];
+                    s >= *lo && s < *hi
+                })
+                .collect();
+            (!subset.is_empty()).then(|| (name.to_string(), metrics_of(&subset)))
+        })
+        .collect();
+    Evaluation {
+        labels: metrics_of(&all),
+        snr_bins,
+    }
+}
+
+fn write_curves(path: &Path, names: &[String], curves: &[EpochRecord]) -> std::io::Result<()> {
+    write_atomically(path, |tmp| {
+        let mut w = csv::Writer::from_path(tmp)?;
+        let mut header = vec![
+            "epoch".to_string(),
+            "train_loss".into(),
+            "val_loss".into(),
+            "val_score".into(),
+        ];
+        header.extend(names.iter().map(|n| format!("val_{n}")));
+        header.push("seconds".into());
+        w.write_record(&header)?;
+        for r in curves {
+            let mut row = vec![
+                r.epoch.to_string(),
+                r.train_loss.to_string(),
+                r.val_loss.to_string(),
+                r.val_score.to_string(),
+            ];
+            row.extend(r.val_per_label.iter().map(|v| v.to_string()));
+            row.push(format!("{:.3}", r.seconds));
+            w.write_record(&row)?;
+        }
+        w.flush()
+    })
+}
+
+#[derive(Serialize)]
+struct Provenance<'a> {
+    spectrain_version: &'static str,
+    git_commit: &'static str,
+    backend: &'a str,
+    backend_reason: &'a str,
+    device: String,
+    dataset: String,
+    dataset_sha256: String,
+    started_unix: u64,
+    wall_seconds: f64,
+    completed: bool,
+}
+
+pub fn train(opts: &TrainOptions) -> Result<TrainReport, TrainError> {
+    let start = Instant::now();
+    opts.training.check().map_err(TrainError::Config)?;
+    let data = Dataset::read(&opts.data)?;
+    let targets = select_targets(&data, opts.columns.as_deref(), opts.training.task)?;
+    if data.len() < 4 {
+        return Err(TrainError::Config(format!(
+            "{} has {} spectra; at least 4 are needed",
+            opts.data.display(),
+            data.len()
+        )));
+    }
+    let compute = opts.backend.resolve()?;
+    tracing::info!("backend {} ({})", compute.backend, compute.reason);
+
+    let split = Split::new(data.len(), opts.training.val_fraction, opts.training.seed);
+    let l = targets.names.len();
+    let standardiser = (targets.task == Task::Regress)
+        .then(|| Standardiser::fit(&targets.values, l, &split.train));
+    let label_ranges = (0..l)
+        .map(|j| {
+            split
+                .train
+                .iter()
+                .fold([f64::INFINITY, f64::NEG_INFINITY], |[lo, hi], &r| {
+                    let v = targets.values[r * l + j] as f64;
+                    [lo.min(v), hi.max(v)]
+                })
+        })
+        .collect();
+    let snr: Vec<f64> = split
+        .train
+        .iter()
+        .map(|&r| data.snrg[r])
+        .filter(|s| s.is_finite())
+        .collect();
+    let snrg_range = (!snr.is_empty()).then(|| {
+        snr.iter()
+            .fold([f64::INFINITY, f64::NEG_INFINITY], |[lo, hi], &v| {
+                [lo.min(v), hi.max(v)]
+            })
+    });
+    let model = DenseNetConfig {
+        in_channels: data.input_shape[0],
+        length: data.input_shape[1],
+        outputs: if targets.task == Task::Classify {
+            targets.classes
+        } else {
+            l
+        },
+        ..opts.model.clone()
+    };
+    let spec = EnsembleSpec {
+        spectrain_version: env!("CARGO_PKG_VERSION").into(),
+        task: targets.task,
+        label_names: targets.names.clone(),
+        classes: (0..targets.classes).map(|k| format!("class_{k}")).collect(),
+        model,
+        training: opts.training.clone(),
+        preprocess: data.preprocess.clone(),
+        standardiser,
+        domain: TrainingDomain {
+            label_ranges,
+            snrg_range,
+        },
+    };
+
+    // The model directory: new, replaced (--force), or continued (--resume).
+    let spec_path = opts.out.join("spec.json");
+    if opts.out.exists() && !opts.out.is_dir() {
+        return Err(TrainError::Config(format!(
+            "{} exists and is not a directory",
+            opts.out.display()
+        )));
+    }
+    if opts.out.exists() {
+        if opts.resume {
+            let text = std::fs::read_to_string(&spec_path)?;
+            let saved: EnsembleSpec =
+                serde_json::from_str(&text).map_err(|e| TrainError::Resume {
+                    path: spec_path.clone(),
+                    reason: e.to_string(),
+                })?;
+            if saved != spec {
+                return Err(TrainError::Resume {
+                    path: spec_path,
+                    reason: "the saved spec differs from this run's data or settings".into(),
+                });
+            }
+        } else if opts.force {
+            std::fs::remove_dir_all(&opts.out)?;
+        } else {
+            return Err(TrainError::Exists(opts.out.clone()));
+        }
+    }
+    std::fs::create_dir_all(&opts.out)?;
+    write_json(&spec_path, &spec)?;
+    let dataset_sha256 = sha256_file(&opts.data)?;
+    let provenance = |completed: bool| Provenance {
+        spectrain_version: env!("CARGO_PKG_VERSION"),
+        git_commit: option_env!("SPECTRAIN_GIT_COMMIT").unwrap_or("unknown"),
+        backend: compute.backend,
+        backend_reason: &compute.reason,
+        device: format!("{:?}", compute.device),
+        dataset: opts.data.display().to_string(),
+        dataset_sha256: dataset_sha256.clone(),
+        started_unix: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        wall_seconds: start.elapsed().as_secs_f64(),
+        completed,
+    };
+    write_json(&opts.out.join("provenance.json"), &provenance(false))?;
+
+    let cfg = &spec.training;
+    let bar = crate::progress::bar((cfg.members * cfg.epochs) as u64, "train", opts.progress);
+    let run = Run {
+        data: &data,
+        targets: &targets,
+        split: &split,
+        spec: &spec,
+        compute: &compute,
+        out: &opts.out,
+        bar,
+    };
+    let members = (0..cfg.members)
+        .map(|m| run.member(m))
+        .collect::<Result<Vec<_>, _>>()?;
+    run.bar.finish_and_clear();
+
+    // The ensemble on the validation split.
+    let ensemble = crate::ensemble::Ensemble::load(&opts.out, &compute.device).map_err(|e| {
+        TrainError::Record {
+            path: opts.out.clone(),
+            reason: e.to_string(),
+        }
+    })?;
+    let inputs = gather_inputs(&data, &split.val);
+    let preds = ensemble.predict(&inputs, 256);
+    let report = TrainReport {
+        task: targets.task,
+        label_names: targets.names.clone(),
+        train_rows: split.train.len(),
+        val_rows: split.val.len(),
+        selection_score: match targets.task {
+            Task::Classify => "cross-entropy",
+            Task::Regress if selection_is_m2(&targets, &split.train) => "m2-percent",
+            Task::Regress => "standardised-mae",
+        },
+        members,
+        ensemble: evaluate(
+            &targets,
+            &data,
+            &split.val,
+            &preds.members,
+            spec.model.outputs,
+        ),
+        seconds: start.elapsed().as_secs_f64(),
+    };
+    write_json(&opts.out.join("metrics.json"), &report)?;
+    write_json(&opts.out.join("provenance.json"), &provenance(true))?;
+    Ok(report)
+}

@@ -1,0 +1,286 @@
+//! Training on real spectra with a tiny network: it can overfit, it is
+//! deterministic for a seed, and a run killed with SIGKILL resumes to the same result.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use spectrain::dataset::JoinKey;
+use spectrain::ensemble::{Task, TrainConfig};
+use spectrain::model::{BackendChoice, DenseNetConfig};
+use spectrain::prepare::{prepare, PrepareOptions};
+use spectrain::train::{train, TrainOptions};
+use spectrain::{Dataset, PreprocessConfig};
+
+/// A network small enough to train in a moment but with every part of the real one.
+fn tiny() -> DenseNetConfig {
+    DenseNetConfig {
+        stem_channels: 8,
+        growth: 4,
+        bottleneck: 2,
+        block_layers: vec![1, 1],
+        integration: 4,
+        hidden: 16,
+        head_dropout: 0.0,
+        ..Default::default()
+    }
+}
+
+/// The real dr10 test spectra with their labels, prepared into `dir`.
+fn real_dataset(dir: &Path) -> PathBuf {
+    let out = dir.join("data.h5");
+    prepare(&PrepareOptions {
+        spectra: repo().join("tests/data/dr10"),
+        labels: repo().join("tests/data/dr10/labels.csv"),
+        out: out.clone(),
+        join: JoinKey::Obsid,
+        columns: vec!["teff".into(), "logg".into(), "feh".into()],
+        config: PreprocessConfig::default(),
+        progress: false,
+    })
+    .unwrap();
+    out
+}
+
+fn options(data: &Path, out: &Path, backend: BackendChoice, training: TrainConfig) -> TrainOptions {
+    TrainOptions {
+        data: data.to_path_buf(),
+        out: out.to_path_buf(),
+        columns: None,
+        training,
+        model: tiny(),
+        backend,
+        resume: false,
+        force: false,
+        progress: false,
+    }
+}
+
+fn final_train_loss(out: &Path, member: usize) -> f64 {
+    let mut r = csv::Reader::from_path(out.join(format!("member-{member:02}.csv"))).unwrap();
+    let last = r.records().last().unwrap().unwrap();
+    last[1].parse().unwrap()
+}
+
+/// The same body runs on every backend compiled in.
+fn overfits_real_spectra(backend: BackendChoice) {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = real_dataset(tmp.path());
+    let out = tmp.path().join("model");
+    let training = TrainConfig {
+        members: 1,
+        epochs: 150,
+        batch: 16,
+        lr: 1e-2,
+        ..Default::default()
+    };
+    let report = train(&options(&data, &out, backend, training)).unwrap();
+    assert_eq!(report.members.len(), 1);
+    let loss = final_train_loss(&out, 0);
+    // Huber on standardised targets starts near 0.5; memorising 8 spectra drives it to ~0.
+    assert!(loss < 0.02, "final training loss {loss}");
+    for f in [
+        "spec.json",
+        "member-00.bpk",
+        "member-00.csv",
+        "metrics.json",
+        "provenance.json",
+    ] {
+        assert!(out.join(f).exists(), "{f}");
+    }
+    assert!(
+        !out.join("member-00.work").exists(),
+        "work files cleaned up"
+    );
+}
+
+macro_rules! on_every_backend {
+    ($($name:ident: $backend:expr, $feature:literal;)*) => {$(
+        #[test]
+        #[cfg_attr(not(feature = $feature), ignore = "backend not compiled in")]
+        fn $name() {
+            overfits_real_spectra($backend);
+        }
+    )*};
+}
+
+// The CPU backend is always compiled; the `cpu` feature name below is never set,
+// so that test always runs.
+#[test]
+fn overfits_real_spectra_on_cpu() {
+    overfits_real_spectra(BackendChoice::Cpu);
+}
+
+on_every_backend! {
+    overfits_real_spectra_on_ndarray: BackendChoice::Ndarray, "ndarray";
+    overfits_real_spectra_on_wgpu: BackendChoice::Wgpu, "wgpu";
+}
+
+#[test]
+fn same_seed_same_model_and_existing_dirs_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = real_dataset(tmp.path());
+    let training = TrainConfig {
+        members: 2,
+        epochs: 3,
+        batch: 4,
+        ..Default::default()
+    };
+    let run = |name: &str| {
+        let out = tmp.path().join(name);
+        train(&options(&data, &out, BackendChoice::Cpu, training.clone())).unwrap();
+        out
+    };
+    let (a, b) = (run("a"), run("b"));
+    let (pa, pb) = (predictions(&a, &data), predictions(&b, &data));
+    assert!(pa == pb, "same seed, different predictions");
+    // Bootstrap members differ from each other.
+    assert!(pa[0] != pa[1], "members are identical");
+    let err = train(&options(&data, &a, BackendChoice::Cpu, training)).unwrap_err();
+    assert!(err.to_string().contains("--resume"), "{err}");
+}
+
+#[test]
+fn classification_learns_hot_versus_cool_stars() {
+    // A two-class label from real spectra: Teff above or below the median.
+    let tmp = tempfile::tempdir().unwrap();
+    let real = Dataset::read(&real_dataset(tmp.path())).unwrap();
+    let mut teffs: Vec<f32> = (0..real.len()).map(|i| real.label_row(i)[0]).collect();
+    teffs.sort_by(f32::total_cmp);
+    let median = teffs[teffs.len() / 2];
+    let mut data = Dataset::new(vec!["hot".into()], real.preprocess.clone());
+    for i in 0..real.len() {
+        data.push(spectrain::dataset::Sample {
+            id: real.ids[i].clone(),
+            file: real.files[i].clone(),
+            input: real.input(i).to_vec(),
+            labels: vec![if real.label_row(i)[0] >= median {
+                1.0
+            } else {
+                0.0
+            }],
+            snrg: real.snrg[i],
+            ra: real.ra[i],
+            dec: real.dec[i],
+            z: real.z[i],
+        });
+    }
+    let path = tmp.path().join("classes.h5");
+    data.write(&path).unwrap();
+    let out = tmp.path().join("classifier");
+    let training = TrainConfig {
+        task: Task::Classify,
+        members: 1,
+        epochs: 100,
+        batch: 16,
+        lr: 1e-2,
+        ..Default::default()
+    };
+    train(&options(&path, &out, BackendChoice::Cpu, training)).unwrap();
+    let loss = final_train_loss(&out, 0);
+    assert!(loss < 0.05, "cross-entropy after overfitting: {loss}");
+    let spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("spec.json")).unwrap()).unwrap();
+    assert_eq!(spec["model"]["outputs"], 2);
+    assert_eq!(spec["standardiser"], serde_json::Value::Null);
+}
+
+/// Each member's predictions (label units) for every spectrum of `data`.
+fn predictions(model: &Path, data: &Path) -> Vec<Vec<f32>> {
+    let device = burn::tensor::Device::flex();
+    let ensemble = spectrain::ensemble::Ensemble::load(model, &device).unwrap();
+    let data = Dataset::read(data).unwrap();
+    ensemble.predict(&data.inputs, 64).members
+}
+
+/// Everything a run's result consists of, minus wall-clock times: curves,
+/// ensemble metrics, and what the saved weights predict.
+fn outcome(dir: &Path, members: usize, data: &Path) -> Vec<Vec<u8>> {
+    let mut files = Vec::new();
+    for p in predictions(dir, data) {
+        files.push(p.iter().flat_map(|v| v.to_le_bytes()).collect());
+    }
+    for m in 0..members {
+        let curves = std::fs::read_to_string(dir.join(format!("member-{m:02}.csv"))).unwrap();
+        let without_seconds: String = curves
+            .lines()
+            .map(|l| l.rsplit_once(',').unwrap().0.to_string() + "\n")
+            .collect();
+        files.push(without_seconds.into_bytes());
+    }
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap();
+    files.push(metrics["ensemble"].to_string().into_bytes());
+    files
+}
+
+#[test]
+fn sigkill_then_resume_gives_the_uninterrupted_result() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = real_dataset(tmp.path());
+    let config = tmp.path().join("tiny.toml");
+    let t = tiny();
+    std::fs::write(
+        &config,
+        format!(
+            "[model]\nstem_channels = {}\ngrowth = {}\nbottleneck = {}\nblock_layers = [1, 1]\nintegration = {}\nhidden = {}\nhead_dropout = 0.2\n",
+            t.stem_channels, t.growth, t.bottleneck, t.integration, t.hidden
+        ),
+    )
+    .unwrap();
+    let args = |out: &Path| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_spectrain"));
+        c.args([
+            "-q",
+            "train",
+            "--backend",
+            "cpu",
+            "--members",
+            "2",
+            "--epochs",
+            "30",
+            "--batch",
+            "4",
+        ])
+        .arg("--data")
+        .arg(&data)
+        .arg("--config")
+        .arg(&config)
+        .arg("--out")
+        .arg(out);
+        c
+    };
+    let straight = tmp.path().join("straight");
+    assert!(args(&straight).status().unwrap().success());
+
+    // Kill -9 once the first epoch checkpoint of member 0 exists, mid-run.
+    let killed = tmp.path().join("killed");
+    let mut child = args(&killed).spawn().unwrap();
+    let state = killed.join("member-00.work/state.json");
+    let t0 = Instant::now();
+    while !state.exists() && t0.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(150));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(
+        !killed.join("metrics.json").exists(),
+        "the kill landed before the end"
+    );
+
+    let status = args(&killed).arg("--resume").status().unwrap();
+    assert!(status.success());
+    let (a, b) = (outcome(&straight, 2, &data), outcome(&killed, 2, &data));
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert!(
+            x == y,
+            "part {i} of the result differs after resume:\n{}\n---\n{}",
+            String::from_utf8_lossy(x),
+            String::from_utf8_lossy(y)
+        );
+    }
+}

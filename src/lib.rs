@@ -13,6 +13,7 @@ pub mod atomic;
 pub mod bench;
 pub mod dataset;
 pub mod ensemble;
+pub mod evaluate;
 pub mod fits;
 pub mod inspect;
 pub mod metrics;

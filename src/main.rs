@@ -40,8 +40,27 @@ enum Command {
     Inspect(InspectArgs),
     /// Train a bootstrap ensemble of DenseNets on a prepared dataset.
     Train(TrainArgs),
+    /// Score a trained ensemble on a labelled dataset (METHOD section 6 metrics).
+    Evaluate(EvaluateArgs),
     /// Measure training and inference throughput of the network on a backend.
     Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct EvaluateArgs {
+    /// Model directory written by `spectrain train`.
+    #[arg(long, value_name = "MODEL_DIR")]
+    model: PathBuf,
+    /// Labelled dataset written by `spectrain prepare` with the same recipe.
+    #[arg(long, value_name = "TEST.h5")]
+    data: PathBuf,
+    /// Directory for report.json and report.md.
+    #[arg(long, value_name = "REPORT_DIR")]
+    out: PathBuf,
+    #[arg(long, value_enum, default_value = "auto")]
+    backend: BackendChoice,
+    #[arg(long, default_value_t = 256)]
+    batch: usize,
 }
 
 #[derive(Args)]
@@ -366,6 +385,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     ),
                 }
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Evaluate(a) => {
+            let opts = spectrain::evaluate::EvaluateOptions {
+                model: a.model,
+                data: a.data,
+                out: a.out,
+                backend: a.backend,
+                batch: a.batch,
+            };
+            let r = spectrain::evaluate::evaluate_model(&opts)?;
+            let task = if r.mean_member_mae.is_empty() {
+                Task::Classify
+            } else {
+                Task::Regress
+            };
+            print!("{}", r.markdown(task));
+            println!("\nwritten: {}/report.json, report.md", opts.out.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(a) => {

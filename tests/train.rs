@@ -284,3 +284,51 @@ fn sigkill_then_resume_gives_the_uninterrupted_result() {
         );
     }
 }
+
+#[test]
+fn evaluate_scores_the_ensemble_mean_and_refuses_other_recipes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = real_dataset(tmp.path());
+    let model = tmp.path().join("model");
+    let training = TrainConfig {
+        members: 2,
+        epochs: 2,
+        batch: 4,
+        ..Default::default()
+    };
+    train(&options(&data, &model, BackendChoice::Cpu, training)).unwrap();
+    let opts = spectrain::evaluate::EvaluateOptions {
+        model: model.clone(),
+        data: data.clone(),
+        out: tmp.path().join("report"),
+        backend: BackendChoice::Cpu,
+        batch: 3,
+    };
+    let report = spectrain::evaluate::evaluate_model(&opts).unwrap();
+    assert!(opts.out.join("report.json").exists() && opts.out.join("report.md").exists());
+    // Recompute the ensemble Teff MAE from the members' predictions.
+    let members = predictions(&model, &data);
+    let ds = Dataset::read(&data).unwrap();
+    let mae = (0..ds.len())
+        .map(|i| {
+            let mean = members.iter().map(|m| m[i * 3] as f64).sum::<f64>() / members.len() as f64;
+            (mean - ds.label_row(i)[0] as f64).abs()
+        })
+        .sum::<f64>()
+        / ds.len() as f64;
+    let reported = report.ensemble.labels[0].1["mae"].as_f64().unwrap();
+    assert!((mae - reported).abs() < 1e-3 * mae, "{mae} vs {reported}");
+    assert_eq!(report.members.len(), 2);
+
+    // A dataset made with another recipe is refused, not silently mis-predicted.
+    let mut other = Dataset::read(&data).unwrap();
+    other.preprocess.rest_frame = false;
+    let other_path = tmp.path().join("other.h5");
+    other.write(&other_path).unwrap();
+    let err = spectrain::evaluate::evaluate_model(&spectrain::evaluate::EvaluateOptions {
+        data: other_path,
+        ..opts
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("different recipe"), "{err}");
+}

@@ -26,7 +26,8 @@ use crate::dataset::{Dataset, DatasetError};
 use crate::ensemble::{
     forward_all, to_label_units, EnsembleSpec, Standardiser, Task, TrainConfig, TrainingDomain,
 };
-use crate::metrics::{ClassificationMetrics, RegressionMetrics, SNR_BINS};
+use crate::evaluate::{classes_of, evaluate, label_columns, select_targets, Evaluation, Targets};
+use crate::metrics::{ClassificationMetrics, RegressionMetrics};
 use crate::model::{BackendChoice, ComputeDevice, DenseNet, DenseNetConfig};
 use sampling::{bootstrap, derive_seed, Split, SplitMix64};
 
@@ -106,72 +107,6 @@ pub struct MemberReport {
     pub best_epoch: usize,
     pub best_score: f64,
     pub evaluation: Evaluation,
-}
-
-/// Validation metrics, overall and in SNR bins.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Evaluation {
-    pub labels: Vec<(String, serde_json::Value)>,
-    pub snr_bins: Vec<(String, Vec<(String, serde_json::Value)>)>,
-}
-
-/// Row-major labels selected from a dataset, and what they mean for training.
-struct Targets {
-    names: Vec<String>,
-    /// `[N, L]` label values.
-    values: Vec<f32>,
-    task: Task,
-    classes: usize,
-}
-
-fn select_targets(
-    data: &Dataset,
-    columns: Option<&[String]>,
-    task: Task,
-) -> Result<Targets, TrainError> {
-    let names: Vec<String> = match columns {
-        Some(c) => c.to_vec(),
-        None => data.label_names.clone(),
-    };
-    let idx = names
-        .iter()
-        .map(|n| {
-            data.label_names.iter().position(|l| l == n).ok_or_else(|| {
-                TrainError::Config(format!(
-                    "the dataset has no label '{n}' (it has: {})",
-                    data.label_names.join(",")
-                ))
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    if idx.is_empty() {
-        return Err(TrainError::Config("no label columns selected".into()));
-    }
-    let values: Vec<f32> = (0..data.len())
-        .flat_map(|i| idx.iter().map(move |&j| data.label_row(i)[j]))
-        .collect();
-    let classes = match task {
-        Task::Regress => 0,
-        Task::Classify => {
-            if names.len() != 1 {
-                return Err(TrainError::Config(
-                    "classification takes exactly one integer label column".into(),
-                ));
-            }
-            if let Some(v) = values.iter().find(|v| !(v.fract() == 0.0 && **v >= 0.0)) {
-                return Err(TrainError::Config(format!(
-                    "classification labels must be integers 0, 1, ...; found {v}"
-                )));
-            }
-            (values.iter().fold(0f32, |m, v| m.max(*v)) as usize + 1).max(2)
-        }
-    };
-    Ok(Targets {
-        names,
-        values,
-        task,
-        classes,
-    })
 }
 
 /// SHA-256 of a file, hex.
@@ -499,99 +434,6 @@ fn selection_is_m2(targets: &Targets, train: &[usize]) -> bool {
         .all(|&r| (0..l).all(|j| targets.values[r * l + j] > 0.0))
 }
 
-/// Predicted and true values of label `j` over `rows` (`pred` is `[rows, l]`).
-fn label_columns(
-    pred: &[f32],
-    values: &[f32],
-    rows: &[usize],
-    l: usize,
-    j: usize,
-) -> (Vec<f64>, Vec<f64>) {
-    let p = (0..rows.len()).map(|i| pred[i * l + j] as f64).collect();
-    let y = rows.iter().map(|&r| values[r * l + j] as f64).collect();
-    (p, y)
-}
-
-fn classes_of(
-    probs: &[f32],
-    values: &[f32],
-    rows: &[usize],
-    outputs: usize,
-) -> (Vec<usize>, Vec<usize>) {
-    let predicted = probs
-        .chunks(outputs)
-        .map(|p| {
-            p.iter()
-                .enumerate()
-                .max_by(|a, b| a.1.total_cmp(b.1))
-                .map_or(0, |(k, _)| k)
-        })
-        .collect();
-    let truth = rows.iter().map(|&r| values[r] as usize).collect();
-    (predicted, truth)
-}
-
-/// Metrics of the member mean of `preds` (each `[rows, outputs]`) over `rows`.
-fn evaluate(
-    targets: &Targets,
-    data: &Dataset,
-    rows: &[usize],
-    preds: &[Vec<f32>],
-    outputs: usize,
-) -> Evaluation {
-    let mean: Vec<f32> = (0..preds[0].len())
-        .map(|k| (preds.iter().map(|p| p[k] as f64).sum::<f64>() / preds.len() as f64) as f32)
-        .collect();
-    let metrics_of = |subset: &[usize]| -> Vec<(String, serde_json::Value)> {
-        let sub_pred: Vec<f32> = subset
-            .iter()
-            .flat_map(|&i| mean[i * outputs..(i + 1) * outputs].to_vec())
-            .collect();
-        let sub_rows: Vec<usize> = subset.iter().map(|&i| rows[i]).collect();
-        match targets.task {
-            Task::Regress => {
-                let l = targets.names.len();
-                (0..l)
-                    .map(|j| {
-                        let (p, y) = label_columns(&sub_pred, &targets.values, &sub_rows, l, j);
-                        let m = RegressionMetrics::compute(&p, &y);
-                        (
-                            targets.names[j].clone(),
-                            serde_json::to_value(m).expect("json"),
-                        )
-                    })
-                    .collect()
-            }
-            Task::Classify => {
-                let (p, t) = classes_of(&sub_pred, &targets.values, &sub_rows, outputs);
-                vec![(
-                    targets.names[0].clone(),
-                    serde_json::to_value(ClassificationMetrics::compute(&p, &t)).expect("json"),
-                )]
-            }
-        }
-    };
-    let all: Vec<usize> = (0..rows.len()).collect();
-    let snr_bins = SNR_BINS
-        .iter()
-        .filter_map(|(lo, hi, name)| {
-            let subset: Vec<usize> = all
-                .iter()
-                .copied()
-                .filter(|&i| {
-                    let s = data.snrg[rows[i]];
-                    s >= *lo && s < *hi
-                })
-                .collect();
-            (!subset.is_empty()).then(|| (name.to_string(), metrics_of(&subset)))
-        })
-        .collect();
-    Evaluation {
-        labels: metrics_of(&all),
-        snr_bins,
-    }
-}
-
 fn write_curves(path: &Path, names: &[String], curves: &[EpochRecord]) -> std::io::Result<()> {
     write_atomically(path, |tmp| {
         let mut w = csv::Writer::from_path(tmp)?;
@@ -637,7 +479,8 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport, TrainError> {
     let start = Instant::now();
     opts.training.check().map_err(TrainError::Config)?;
     let data = Dataset::read(&opts.data)?;
-    let targets = select_targets(&data, opts.columns.as_deref(), opts.training.task)?;
+    let targets = select_targets(&data, opts.columns.as_deref(), opts.training.task)
+        .map_err(|e| TrainError::Config(e.to_string()))?;
     if data.len() < 4 {
         return Err(TrainError::Config(format!(
             "{} has {} spectra; at least 4 are needed",

@@ -1,0 +1,336 @@
+//! Scoring predictions against known labels (METHOD section 6): overall, in
+//! SNR bins, per member and for the ensemble. Used by `train` (validation split)
+//! and `spectrain evaluate` (any labelled dataset).
+
+use serde::{Deserialize, Serialize};
+
+use crate::dataset::Dataset;
+use crate::ensemble::Task;
+use crate::metrics::{ClassificationMetrics, RegressionMetrics, SNR_BINS};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EvaluateError {
+    #[error("{0}")]
+    Config(String),
+}
+
+/// Validation metrics, overall and in SNR bins.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Evaluation {
+    pub labels: Vec<(String, serde_json::Value)>,
+    pub snr_bins: Vec<(String, Vec<(String, serde_json::Value)>)>,
+}
+
+/// Row-major labels selected from a dataset, and what they mean for training.
+pub struct Targets {
+    pub names: Vec<String>,
+    /// `[N, L]` label values.
+    pub values: Vec<f32>,
+    pub task: Task,
+    pub classes: usize,
+}
+
+pub fn select_targets(
+    data: &Dataset,
+    columns: Option<&[String]>,
+    task: Task,
+) -> Result<Targets, EvaluateError> {
+    let names: Vec<String> = match columns {
+        Some(c) => c.to_vec(),
+        None => data.label_names.clone(),
+    };
+    let idx = names
+        .iter()
+        .map(|n| {
+            data.label_names.iter().position(|l| l == n).ok_or_else(|| {
+                EvaluateError::Config(format!(
+                    "the dataset has no label '{n}' (it has: {})",
+                    data.label_names.join(",")
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if idx.is_empty() {
+        return Err(EvaluateError::Config("no label columns selected".into()));
+    }
+    let values: Vec<f32> = (0..data.len())
+        .flat_map(|i| idx.iter().map(move |&j| data.label_row(i)[j]))
+        .collect();
+    let classes = match task {
+        Task::Regress => 0,
+        Task::Classify => {
+            if names.len() != 1 {
+                return Err(EvaluateError::Config(
+                    "classification takes exactly one integer label column".into(),
+                ));
+            }
+            if let Some(v) = values.iter().find(|v| !(v.fract() == 0.0 && **v >= 0.0)) {
+                return Err(EvaluateError::Config(format!(
+                    "classification labels must be integers 0, 1, ...; found {v}"
+                )));
+            }
+            (values.iter().fold(0f32, |m, v| m.max(*v)) as usize + 1).max(2)
+        }
+    };
+    Ok(Targets {
+        names,
+        values,
+        task,
+        classes,
+    })
+}
+
+/// Predicted and true values of label `j` over `rows` (`pred` is `[rows, l]`).
+pub fn label_columns(
+    pred: &[f32],
+    values: &[f32],
+    rows: &[usize],
+    l: usize,
+    j: usize,
+) -> (Vec<f64>, Vec<f64>) {
+    let p = (0..rows.len()).map(|i| pred[i * l + j] as f64).collect();
+    let y = rows.iter().map(|&r| values[r * l + j] as f64).collect();
+    (p, y)
+}
+
+pub fn classes_of(
+    probs: &[f32],
+    values: &[f32],
+    rows: &[usize],
+    outputs: usize,
+) -> (Vec<usize>, Vec<usize>) {
+    let predicted = probs
+        .chunks(outputs)
+        .map(|p| {
+            p.iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map_or(0, |(k, _)| k)
+        })
+        .collect();
+    let truth = rows.iter().map(|&r| values[r] as usize).collect();
+    (predicted, truth)
+}
+
+/// Metrics of the member mean of `preds` (each `[rows, outputs]`) over `rows`.
+pub fn evaluate(
+    targets: &Targets,
+    data: &Dataset,
+    rows: &[usize],
+    preds: &[Vec<f32>],
+    outputs: usize,
+) -> Evaluation {
+    let mean: Vec<f32> = (0..preds[0].len())
+        .map(|k| (preds.iter().map(|p| p[k] as f64).sum::<f64>() / preds.len() as f64) as f32)
+        .collect();
+    let metrics_of = |subset: &[usize]| -> Vec<(String, serde_json::Value)> {
+        let sub_pred: Vec<f32> = subset
+            .iter()
+            .flat_map(|&i| mean[i * outputs..(i + 1) * outputs].to_vec())
+            .collect();
+        let sub_rows: Vec<usize> = subset.iter().map(|&i| rows[i]).collect();
+        match targets.task {
+            Task::Regress => {
+                let l = targets.names.len();
+                (0..l)
+                    .map(|j| {
+                        let (p, y) = label_columns(&sub_pred, &targets.values, &sub_rows, l, j);
+                        let m = RegressionMetrics::compute(&p, &y);
+                        (
+                            targets.names[j].clone(),
+                            serde_json::to_value(m).expect("json"),
+                        )
+                    })
+                    .collect()
+            }
+            Task::Classify => {
+                let (p, t) = classes_of(&sub_pred, &targets.values, &sub_rows, outputs);
+                vec![(
+                    targets.names[0].clone(),
+                    serde_json::to_value(ClassificationMetrics::compute(&p, &t)).expect("json"),
+                )]
+            }
+        }
+    };
+    let all: Vec<usize> = (0..rows.len()).collect();
+    let snr_bins = SNR_BINS
+        .iter()
+        .filter_map(|(lo, hi, name)| {
+            let subset: Vec<usize> = all
+                .iter()
+                .copied()
+                .filter(|&i| {
+                    let s = data.snrg[rows[i]];
+                    s >= *lo && s < *hi
+                })
+                .collect();
+            (!subset.is_empty()).then(|| (name.to_string(), metrics_of(&subset)))
+        })
+        .collect();
+    Evaluation {
+        labels: metrics_of(&all),
+        snr_bins,
+    }
+}
+
+/// `spectrain evaluate`: a trained ensemble scored on a labelled dataset.
+#[derive(Debug, Clone)]
+pub struct EvaluateOptions {
+    pub model: std::path::PathBuf,
+    pub data: std::path::PathBuf,
+    pub out: std::path::PathBuf,
+    pub backend: crate::model::BackendChoice,
+    pub batch: usize,
+}
+
+/// `report.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvaluationReport {
+    pub model: String,
+    pub data: String,
+    pub spectra: usize,
+    pub label_names: Vec<String>,
+    pub ensemble: Evaluation,
+    pub members: Vec<Evaluation>,
+    /// Mean over spectra of the member spread, per label (regression).
+    pub mean_member_std: Vec<f64>,
+    /// Mean member MAE per label (regression): what a single network achieves.
+    pub mean_member_mae: Vec<f64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EvaluateRunError {
+    #[error(transparent)]
+    Targets(#[from] EvaluateError),
+    #[error(transparent)]
+    Dataset(#[from] crate::dataset::DatasetError),
+    #[error(transparent)]
+    Ensemble(#[from] crate::ensemble::EnsembleError),
+    #[error(transparent)]
+    Backend(#[from] crate::model::backend::BackendError),
+    #[error("{data}: preprocessed with a different recipe than the model's training data; re-run prepare with the model's settings")]
+    RecipeMismatch { data: std::path::PathBuf },
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub fn evaluate_model(opts: &EvaluateOptions) -> Result<EvaluationReport, EvaluateRunError> {
+    let compute = opts.backend.resolve()?;
+    tracing::info!("backend {} ({})", compute.backend, compute.reason);
+    let ensemble = crate::ensemble::Ensemble::load(&opts.model, &compute.device)?;
+    let data = Dataset::read(&opts.data)?;
+    if data.preprocess != ensemble.spec.preprocess {
+        return Err(EvaluateRunError::RecipeMismatch {
+            data: opts.data.clone(),
+        });
+    }
+    let spec = &ensemble.spec;
+    let targets = select_targets(&data, Some(&spec.label_names), spec.task)?;
+    let rows: Vec<usize> = (0..data.len()).collect();
+    let preds = ensemble.predict(&data.inputs, opts.batch);
+    let outputs = spec.model.outputs;
+    let members: Vec<Evaluation> = preds
+        .members
+        .iter()
+        .map(|p| evaluate(&targets, &data, &rows, std::slice::from_ref(p), outputs))
+        .collect();
+    let l = targets.names.len();
+    let regress = spec.task == Task::Regress;
+    let mean_member_std = if regress {
+        (0..l)
+            .map(|j| (0..data.len()).map(|i| preds.std(i, j)).sum::<f64>() / data.len() as f64)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mean_member_mae = if regress {
+        (0..l)
+            .map(|j| {
+                members
+                    .iter()
+                    .map(|m| m.labels[j].1["mae"].as_f64().unwrap_or(f64::NAN))
+                    .sum::<f64>()
+                    / members.len() as f64
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let report = EvaluationReport {
+        model: opts.model.display().to_string(),
+        data: opts.data.display().to_string(),
+        spectra: data.len(),
+        label_names: targets.names.clone(),
+        ensemble: evaluate(&targets, &data, &rows, &preds.members, outputs),
+        members,
+        mean_member_std,
+        mean_member_mae,
+    };
+    std::fs::create_dir_all(&opts.out)?;
+    crate::atomic::write_atomically(&opts.out.join("report.json"), |tmp| {
+        std::fs::write(tmp, serde_json::to_string_pretty(&report).expect("json"))
+    })?;
+    crate::atomic::write_atomically(&opts.out.join("report.md"), |tmp| {
+        std::fs::write(tmp, report.markdown(spec.task))
+    })?;
+    Ok(report)
+}
+
+impl EvaluationReport {
+    /// A short human-readable report.
+    pub fn markdown(&self, task: Task) -> String {
+        let mut s = format!(
+            "# Evaluation\n\nModel `{}` on `{}` ({} spectra).\n\n",
+            self.model, self.data, self.spectra
+        );
+        let cell = |v: &serde_json::Value, k: &str| {
+            v[k].as_f64().map_or("-".to_string(), |x| format!("{x:.4}"))
+        };
+        match task {
+            Task::Regress => {
+                s.push_str("| label | MAE (ensemble) | MAE (mean member) | bias | sigma | M2 % | Pearson r | mean member std |\n|---|---|---|---|---|---|---|---|\n");
+                for (j, (name, m)) in self.ensemble.labels.iter().enumerate() {
+                    s.push_str(&format!(
+                        "| {name} | {} | {:.4} | {} | {} | {} | {} | {:.4} |\n",
+                        cell(m, "mae"),
+                        self.mean_member_mae[j],
+                        cell(m, "bias"),
+                        cell(m, "sigma"),
+                        cell(m, "mape"),
+                        cell(m, "pearson_r"),
+                        self.mean_member_std[j]
+                    ));
+                }
+                s.push_str("\n## Ensemble MAE by SNR(g)\n\n| SNR | n | ");
+                s.push_str(&self.label_names.join(" | "));
+                s.push_str(" |\n|---|---|");
+                s.push_str(&"---|".repeat(self.label_names.len()));
+                s.push('\n');
+                for (bin, labels) in &self.ensemble.snr_bins {
+                    let n = labels
+                        .first()
+                        .map_or(0, |(_, m)| m["n"].as_u64().unwrap_or(0));
+                    s.push_str(&format!("| {bin} | {n} |"));
+                    for (_, m) in labels {
+                        s.push_str(&format!(" {} |", cell(m, "mae")));
+                    }
+                    s.push('\n');
+                }
+            }
+            Task::Classify => {
+                s.push_str(
+                    "| label | accuracy | contamination | completeness |\n|---|---|---|---|\n",
+                );
+                for (name, m) in &self.ensemble.labels {
+                    s.push_str(&format!(
+                        "| {name} | {} | {} | {} |\n",
+                        cell(m, "accuracy"),
+                        cell(m, "contamination"),
+                        cell(m, "completeness")
+                    ));
+                }
+            }
+        }
+        s
+    }
+}

@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# Benchmarks spectrain against the independent Python reference, in the same run,
-# on the same files, and prints ratios. No GPU needed.
+# Benchmarks spectrain against the independent Python references, in the same
+# run, on the same machine, and prints ratios. No GPU needed.
 #
 #   scripts/bench.sh [SPECTRA_DIR LABELS_CSV]
 #
-# Default data: ../shared/data/lamost/dr10 (1,200 real DR10 spectra). The Python
-# reference (../shared/reference/preprocess.py: astropy + PyWavelets) is run when
-# it and its packages are available (pip install astropy PyWavelets numpy pandas).
+# 1. prepare: FITS directory -> HDF5, against ../shared/reference/preprocess.py
+#    (astropy + PyWavelets) on the same files (default: the 1,200 DR10 spectra).
+# 2. network: training (forward + Huber + backward + Adam, batch 64) and
+#    inference (batch 256) throughput of the paper's DenseNet on the CPU backend,
+#    against the PyTorch reference (scripts/bench_torch.py). With BENCH_WGPU=1
+#    also on the wgpu backend (builds with --features wgpu) and PyTorch CUDA.
+#
+# The Python side runs when its packages are installed
+# (pip install astropy PyWavelets numpy pandas torch); otherwise it is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 spectra=${1:-../shared/data/lamost/dr10/spectra}
@@ -41,4 +47,30 @@ if [ -f "$reference/preprocess.py" ] && python3 -c 'import astropy, pywt, pandas
   printf '  speed-up           %8sx\n' "$(awk -v a="$ref" -v b="$ours" 'BEGIN{printf "%.1f", a/b}')"
 else
   echo "  python reference: skipped (needs $reference/preprocess.py and astropy, PyWavelets, pandas)"
+fi
+
+echo
+echo "network: the paper's DenseNet (3 outputs), $threads threads, ${BENCH_SECONDS:-5} s per measurement"
+secs=${BENCH_SECONDS:-5}
+ours_net=$("$bin" -q -j "$threads" bench --backend cpu --seconds "$secs")
+echo "$ours_net" | sed 's/^/  /'
+if python3 -c 'import torch' 2>/dev/null && [ -f "$reference/densenet_ref.py" ]; then
+  torch_net=$(python3 scripts/bench_torch.py --threads "$threads" --seconds "$secs" --reference-dir "$reference")
+  echo "$torch_net" | grep '^torch' | sed 's/^/  /'
+  for what in train_batch64 infer_batch256; do
+    a=$(echo "$ours_net" | awk -v w="$what" '$2 == w {print $3}')
+    b=$(echo "$torch_net" | awk -v w="$what" '$2 == w {print $3}')
+    printf '  %-16s spectrain / torch = %s\n' "$what" "$(awk -v a="$a" -v b="$b" 'BEGIN{printf "%.2f", a/b}')"
+  done
+else
+  echo "  torch reference: skipped (needs torch and $reference/densenet_ref.py)"
+fi
+
+if [ "${BENCH_WGPU:-0}" = 1 ]; then
+  cargo build --release --quiet --features wgpu
+  echo "  wgpu:"
+  "$bin" -q bench --backend wgpu --seconds "$secs" | sed 's/^/  /'
+  if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+    python3 scripts/bench_torch.py --device cuda --seconds "$secs" --reference-dir "$reference" | grep '^torch' | sed 's/^/  cuda /'
+  fi
 fi

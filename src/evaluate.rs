@@ -273,6 +273,9 @@ pub fn evaluate_model(opts: &EvaluateOptions) -> Result<EvaluationReport, Evalua
     crate::atomic::write_atomically(&opts.out.join("report.md"), |tmp| {
         std::fs::write(tmp, report.markdown(spec.task))
     })?;
+    if regress {
+        draw_plots(&opts.out, &targets, &data, &preds);
+    }
     Ok(report)
 }
 
@@ -332,5 +335,63 @@ impl EvaluationReport {
             }
         }
         s
+    }
+}
+
+/// Per label: predicted vs true, residual histogram, fractional uncertainty
+/// histogram and error vs SNR. Failures are logged, not fatal.
+fn draw_plots(
+    out: &std::path::Path,
+    targets: &Targets,
+    data: &Dataset,
+    preds: &crate::ensemble::Predictions,
+) {
+    let l = targets.names.len();
+    for (j, name) in targets.names.iter().enumerate() {
+        let truth: Vec<f64> = (0..data.len())
+            .map(|i| targets.values[i * l + j] as f64)
+            .collect();
+        let mean: Vec<f64> = (0..data.len()).map(|i| preds.mean(i, j)).collect();
+        let std: Vec<f64> = (0..data.len()).map(|i| preds.std(i, j)).collect();
+        let residual: Vec<f64> = mean.iter().zip(&truth).map(|(p, t)| p - t).collect();
+        let fractional: Vec<f64> = std
+            .iter()
+            .zip(&mean)
+            .map(|(s, m)| s / m.abs())
+            .filter(|v| v.is_finite())
+            .collect();
+        let results = [
+            crate::plot::predicted_vs_true(
+                &out.join(format!("pred_vs_true_{name}.png")),
+                name,
+                &truth,
+                &mean,
+            ),
+            crate::plot::histogram(
+                &out.join(format!("residuals_{name}.png")),
+                &format!("{name}: predicted - true"),
+                &format!("residual {name}"),
+                &residual,
+                40,
+            ),
+            crate::plot::histogram(
+                &out.join(format!("uncertainty_{name}.png")),
+                &format!("{name}: member spread / |ensemble mean|"),
+                "fractional uncertainty",
+                &fractional,
+                40,
+            ),
+            crate::plot::error_vs_snr(
+                &out.join(format!("error_vs_snr_{name}.png")),
+                name,
+                &data.snrg,
+                &residual.iter().map(|r| r.abs()).collect::<Vec<_>>(),
+            ),
+        ];
+        for r in results {
+            if let Err(e) = r {
+                tracing::warn!("{e}");
+            }
+        }
     }
 }

@@ -18,6 +18,7 @@ pub mod fits;
 pub mod inspect;
 pub mod metrics;
 pub mod model;
+pub mod plot;
 pub mod prepare;
 pub mod preprocess;
 pub mod progress;

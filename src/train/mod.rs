@@ -6,6 +6,7 @@
 //!   (written before training starts);
 //! - `member-NN.bpk`: weights of each member's best epoch; `member-NN.csv`: its curves;
 //! - `metrics.json`: validation metrics per member and for the ensemble;
+//! - `curves.png`: loss and validation score per epoch for every member;
 //! - `provenance.json`: version, git commit, backend, dataset path and SHA-256, wall time;
 //! - `member-NN.work/` while a member trains: the last epoch's weights and
 //!   optimizer state, so `--resume` continues where a killed run stopped.
@@ -461,6 +462,22 @@ fn write_curves(path: &Path, names: &[String], curves: &[EpochRecord]) -> std::i
     })
 }
 
+/// (epoch, training loss, validation loss, validation score) rows of a member's CSV.
+fn read_curves(path: &Path) -> std::io::Result<crate::plot::Curve> {
+    let mut r = csv::Reader::from_path(path)?;
+    let mut out = Vec::new();
+    for rec in r.records() {
+        let rec = rec?;
+        let num = |i: usize| {
+            rec.get(i)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(f64::NAN)
+        };
+        out.push((num(0) as usize, num(1), num(2), num(3)));
+    }
+    Ok(out)
+}
+
 #[derive(Serialize)]
 struct Provenance<'a> {
     spectrain_version: &'static str,
@@ -636,6 +653,17 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport, TrainError> {
         seconds: start.elapsed().as_secs_f64(),
     };
     write_json(&opts.out.join("metrics.json"), &report)?;
+    let curves = (0..cfg.members)
+        .map(|m| read_curves(&opts.out.join(format!("member-{m:02}.csv"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Err(e) = crate::plot::training_curves(
+        &opts.out.join("curves.png"),
+        report.selection_score,
+        &curves,
+    ) {
+        // A missing picture is no reason to lose a trained model.
+        tracing::warn!("{e}");
+    }
     write_json(&opts.out.join("provenance.json"), &provenance(true))?;
     Ok(report)
 }

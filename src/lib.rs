@@ -11,6 +11,7 @@
 
 pub mod atomic;
 pub mod bench;
+pub mod catalog;
 pub mod dataset;
 pub mod ensemble;
 pub mod evaluate;
@@ -19,6 +20,7 @@ pub mod inspect;
 pub mod metrics;
 pub mod model;
 pub mod plot;
+pub mod predict;
 pub mod prepare;
 pub mod preprocess;
 pub mod progress;

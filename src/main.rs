@@ -42,8 +42,52 @@ enum Command {
     Train(TrainArgs),
     /// Score a trained ensemble on a labelled dataset (METHOD section 6 metrics).
     Evaluate(EvaluateArgs),
+    /// Predict labels for every FITS file under a directory: one catalog row per file.
+    Predict(PredictArgs),
+    /// Join shard catalogs of `predict --shard` into one, reporting missing and duplicated files.
+    Merge(MergeArgs),
     /// Measure training and inference throughput of the network on a backend.
     Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct PredictArgs {
+    /// Model directory written by `spectrain train`.
+    #[arg(long, value_name = "MODEL_DIR")]
+    model: PathBuf,
+    /// Directory searched recursively for .fits, .fit and .fits.gz files.
+    #[arg(long, value_name = "DIR")]
+    spectra: PathBuf,
+    /// Output catalog: `.csv`, or `.fits` for a FITS binary table with units.
+    #[arg(long, value_name = "CATALOG")]
+    out: PathBuf,
+    /// Spectra per inference batch.
+    #[arg(long, default_value_t = 256)]
+    batch: usize,
+    #[arg(long, value_enum, default_value = "auto")]
+    backend: BackendChoice,
+    /// Handle only shard K of N (1-based), chosen by a hash of each file's path.
+    #[arg(long, value_name = "K/N")]
+    shard: Option<String>,
+    /// Also write every member's prediction.
+    #[arg(long)]
+    members_out: bool,
+    /// Continue an interrupted run from its CATALOG.partial file.
+    #[arg(long)]
+    resume: bool,
+}
+
+#[derive(Args)]
+struct MergeArgs {
+    /// Shard catalogs (CSV) written by `predict --shard`.
+    #[arg(required = true)]
+    shards: Vec<PathBuf>,
+    /// Merged catalog (`.csv` or `.fits`), sorted by file.
+    #[arg(long, value_name = "CATALOG")]
+    out: PathBuf,
+    /// The spectra directory the shards came from, to report files no shard has.
+    #[arg(long, value_name = "DIR")]
+    spectra: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -283,6 +327,12 @@ struct InspectArgs {
 }
 
 fn main() -> ExitCode {
+    // Behave like other Unix tools when the reader of stdout goes away (`| head`).
+    #[cfg(unix)]
+    // SAFETY: restoring the default SIGPIPE disposition before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     init_logging(cli.quiet);
     if let Some(n) = cli.threads {
@@ -404,6 +454,53 @@ fn run(cli: Cli) -> Result<ExitCode> {
             print!("{}", r.markdown(task));
             println!("\nwritten: {}/report.json, report.md", opts.out.display());
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Predict(a) => {
+            let opts = spectrain::predict::PredictOptions {
+                shard: a
+                    .shard
+                    .as_deref()
+                    .map(spectrain::predict::parse_shard)
+                    .transpose()?,
+                model: a.model,
+                spectra: a.spectra,
+                out: a.out,
+                batch: a.batch,
+                backend: a.backend,
+                members_out: a.members_out,
+                resume: a.resume,
+                progress,
+            };
+            let s = spectrain::predict::predict(&opts)?;
+            let new = s.files - s.resumed;
+            println!(
+                "predict: {} files ({} resumed) in {:.2} s ({:.0} spectra/s) -> {}",
+                s.files,
+                s.resumed,
+                s.seconds,
+                new as f64 / s.seconds.max(1e-9),
+                opts.out.display()
+            );
+            println!("  ok       {:>7}", s.ok);
+            for (reason, n) in &s.rejected {
+                println!("  rejected {n:>7}  {reason}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Merge(a) => {
+            let r = spectrain::predict::merge(&a.shards, &a.out, a.spectra.as_deref())?;
+            println!("merge: {} rows -> {}", r.rows, a.out.display());
+            for f in &r.duplicates {
+                println!("  duplicated: {f}");
+            }
+            for f in &r.missing {
+                println!("  missing: {f}");
+            }
+            Ok(if r.duplicates.is_empty() && r.missing.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(3)
+            })
         }
         Command::Bench(a) => {
             let compute = a.backend.resolve()?;

@@ -94,6 +94,8 @@ pub enum FileOutcome {
     Rejected {
         reason: &'static str,
         detail: String,
+        /// Header metadata when the file could be read.
+        meta: Option<Box<crate::spectrum::SpectrumMeta>>,
     },
 }
 
@@ -104,6 +106,7 @@ pub fn process_file(path: &Path, pre: &Preprocessor) -> FileOutcome {
         Err(e) => FileOutcome::Rejected {
             reason: e.code(),
             detail: e.to_string(),
+            meta: None,
         },
         Ok(spectrum) => match pre.run(&spectrum) {
             Ok(input) => FileOutcome::Kept {
@@ -113,6 +116,7 @@ pub fn process_file(path: &Path, pre: &Preprocessor) -> FileOutcome {
             Err(r) => FileOutcome::Rejected {
                 reason: r.code(),
                 detail: format!("{}: {r}", path.display()),
+                meta: Some(Box::new(spectrum.meta)),
             },
         },
     };
@@ -125,6 +129,7 @@ pub fn process_file(path: &Path, pre: &Preprocessor) -> FileOutcome {
         FileOutcome::Rejected {
             reason: "unreadable",
             detail: format!("{}: reader failed: {msg}", path.display()),
+            meta: None,
         }
     })
 }
@@ -173,7 +178,7 @@ pub fn prepare(opts: &PrepareOptions) -> Result<PrepareSummary, PrepareError> {
     for (path, outcome) in files.iter().zip(outcomes) {
         let file = path.display().to_string();
         match outcome {
-            FileOutcome::Rejected { reason, detail } => rejects.push(Reject {
+            FileOutcome::Rejected { reason, detail, .. } => rejects.push(Reject {
                 file,
                 reason,
                 detail,

@@ -9,7 +9,7 @@ use burn::module::Module;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 
-pub use spec::{EnsembleSpec, Standardiser, Task, TrainConfig, TrainingDomain};
+pub use spec::{EnsembleSpec, InputEnvelope, Standardiser, Task, TrainConfig, TrainingDomain};
 
 use crate::model::DenseNet;
 

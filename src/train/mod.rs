@@ -25,7 +25,8 @@ use serde::{Deserialize, Serialize};
 use crate::atomic::write_atomically;
 use crate::dataset::{Dataset, DatasetError};
 use crate::ensemble::{
-    forward_all, to_label_units, EnsembleSpec, Standardiser, Task, TrainConfig, TrainingDomain,
+    forward_all, to_label_units, EnsembleSpec, InputEnvelope, Standardiser, Task, TrainConfig,
+    TrainingDomain,
 };
 use crate::evaluate::{classes_of, evaluate, label_columns, select_targets, Evaluation, Targets};
 use crate::metrics::{ClassificationMetrics, RegressionMetrics};
@@ -557,6 +558,11 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport, TrainError> {
         domain: TrainingDomain {
             label_ranges,
             snrg_range,
+            input_envelope: Some(InputEnvelope::fit(
+                &data.inputs,
+                data.input_len(),
+                &split.train,
+            )),
         },
     };
 

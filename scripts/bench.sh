@@ -11,6 +11,10 @@
 #    against the PyTorch reference (scripts/bench_torch.py). With BENCH_WGPU=1
 #    also on the wgpu backend (builds with --features wgpu) and PyTorch CUDA.
 #
+# 3. predict end to end: gzip FITS directory -> catalog with the shipped
+#    3-member model, against ../shared/reference/pipeline_predict.py (astropy +
+#    PyWavelets + PyTorch, 3 members) on the same files.
+#
 # The Python side runs when its packages are installed
 # (pip install astropy PyWavelets numpy pandas torch); otherwise it is skipped.
 set -euo pipefail
@@ -64,6 +68,25 @@ if python3 -c 'import torch' 2>/dev/null && [ -f "$reference/densenet_ref.py" ];
   done
 else
   echo "  torch reference: skipped (needs torch and $reference/densenet_ref.py)"
+fi
+
+echo
+model=${BENCH_MODEL:-models/dr10-teff-logg-feh}
+if [ -f "$model/spec.json" ]; then
+  members=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['training']['members'])" "$model/spec.json" 2>/dev/null || echo 3)
+  echo "predict: $n files from $spectra, model $model ($members members), $threads threads, best of $reps"
+  ours_p=$(for _ in $(seq "$reps"); do
+    rm -f "$work/cat.csv" "$work/cat.csv.partial"
+    seconds "$bin" -q -j "$threads" predict --backend cpu --model "$model" --spectra "$spectra" --out "$work/cat.csv"
+  done | best)
+  printf '  spectrain          %8.2f s  %8s spectra/s\n' "$ours_p" "$(rate "$n" "$ours_p")"
+  if [ -f "$reference/pipeline_predict.py" ] && python3 -c 'import astropy, pywt, torch' 2>/dev/null; then
+    ref_p=$(seconds python3 "$reference/pipeline_predict.py" "$spectra" "$work/ref-cat.csv" --members "$members" --threads "$threads")
+    printf '  python pipeline    %8.2f s  %8s spectra/s\n' "$ref_p" "$(rate "$n" "$ref_p")"
+    printf '  speed-up           %8sx\n' "$(awk -v a="$ref_p" -v b="$ours_p" 'BEGIN{printf "%.1f", a/b}')"
+  else
+    echo "  python pipeline: skipped (needs $reference/pipeline_predict.py, astropy, PyWavelets, torch)"
+  fi
 fi
 
 if [ "${BENCH_WGPU:-0}" = 1 ]; then

@@ -18,8 +18,12 @@ fn spectrain() -> Command {
     Command::new(env!("CARGO_BIN_EXE_spectrain"))
 }
 
+/// burn's CPU backend seeds one process-wide RNG: trainings in one process must not overlap.
+static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// A tiny two-member model trained on the real dr10 test spectra.
 fn tiny_model(dir: &Path) -> PathBuf {
+    let _one_at_a_time = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
     let data = dir.join("data.h5");
     prepare(&PrepareOptions {
         spectra: repo().join("tests/data/dr10"),

@@ -12,8 +12,19 @@ use spectrain::dataset::JoinKey;
 use spectrain::ensemble::{Task, TrainConfig};
 use spectrain::model::{BackendChoice, DenseNetConfig};
 use spectrain::prepare::{prepare, PrepareOptions};
-use spectrain::train::{train, TrainOptions};
+use spectrain::train::TrainOptions;
 use spectrain::{Dataset, PreprocessConfig};
+
+/// burn's CPU backend seeds one process-wide RNG, so trainings in one process
+/// must not overlap for results to be reproducible; cargo runs tests in parallel.
+static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn train(
+    opts: &TrainOptions,
+) -> Result<spectrain::train::TrainReport, spectrain::train::TrainError> {
+    let _one_at_a_time = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+    spectrain::train::train(opts)
+}
 
 /// A network small enough to train in a moment but with every part of the real one.
 fn tiny() -> DenseNetConfig {

@@ -10,6 +10,12 @@
 //! - `provenance.json`: version, git commit, backend, dataset path and SHA-256, wall time;
 //! - `member-NN.work/` while a member trains: the last epoch's weights and
 //!   optimizer state, so `--resume` continues where a killed run stopped.
+//!
+//! Reproducibility: a seed fixes the split, the bootstrap resamples, the batch
+//! order, initialisation and dropout (the backend RNG is re-seeded every epoch).
+//! burn's CPU backend keeps one RNG per process, so two trainings running at
+//! once in the same process disturb each other's draws: train one ensemble per
+//! process (as the CLI does) when results must be reproducible.
 
 pub mod sampling;
 

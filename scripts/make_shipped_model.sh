@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Rebuilds models/dr10-teff-logg-feh from the shared LAMOST DR10 set, exactly as
+# shipped (training is deterministic for a seed): the 900 dr10 spectra NOT in
+# assets/ are the training data, the 300 in assets/ the hold-out set.
+#
+#   scripts/make_shipped_model.sh [DR10_DIR]     (default ../shared/data/lamost/dr10)
+#
+# About 35 minutes on 2 CPU cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dr10=${1:-../shared/data/lamost/dr10}
+scripts/setup.sh
+cargo build --release --quiet
+bin=target/release/spectrain
+work=out/shipped-model
+model=models/dr10-teff-logg-feh
+mkdir -p "$work/dev-spectra"
+
+# Training spectra: every dr10 file that is not a hold-out file in assets/.
+find "$work/dev-spectra" -type l -delete
+for f in "$dr10"/spectra/*.fits*; do
+  name=$(basename "$f")
+  [ -e "assets/spectra/$name" ] || ln -s "$(realpath "$f")" "$work/dev-spectra/$name"
+done
+
+"$bin" prepare --spectra "$work/dev-spectra" --labels "$dr10/labels.csv" --out "$work/dev.h5"
+"$bin" prepare --spectra assets/spectra --labels assets/labels.csv --out "$work/holdout.h5"
+"$bin" train --data "$work/dev.h5" --out "$model" --members 3 --epochs 150 --batch 64 --backend cpu --force
+"$bin" evaluate --model "$model" --data "$work/holdout.h5" --out "$model/holdout"

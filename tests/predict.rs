@@ -4,19 +4,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::*;
-use spectrain::dataset::JoinKey;
 use spectrain::ensemble::TrainConfig;
-use spectrain::model::{BackendChoice, DenseNetConfig};
-use spectrain::prepare::{prepare, PrepareOptions};
+use spectrain::model::BackendChoice;
 use spectrain::train::{train, TrainOptions};
-use spectrain::PreprocessConfig;
-
-fn spectrain() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_spectrain"))
-}
 
 /// burn's CPU backend seeds one process-wide RNG: trainings in one process must not overlap.
 static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -24,17 +16,7 @@ static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// A tiny two-member model trained on the real dr10 test spectra.
 fn tiny_model(dir: &Path) -> PathBuf {
     let _one_at_a_time = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
-    let data = dir.join("data.h5");
-    prepare(&PrepareOptions {
-        spectra: repo().join("tests/data/dr10"),
-        labels: repo().join("tests/data/dr10/labels.csv"),
-        out: data.clone(),
-        join: JoinKey::Obsid,
-        columns: vec!["teff".into(), "logg".into(), "feh".into()],
-        config: PreprocessConfig::default(),
-        progress: false,
-    })
-    .unwrap();
+    let data = real_dataset(dir);
     let model = dir.join("model");
     train(&TrainOptions {
         data,
@@ -46,15 +28,7 @@ fn tiny_model(dir: &Path) -> PathBuf {
             batch: 4,
             ..Default::default()
         },
-        model: DenseNetConfig {
-            stem_channels: 8,
-            growth: 4,
-            bottleneck: 2,
-            block_layers: vec![1, 1],
-            integration: 4,
-            hidden: 16,
-            ..Default::default()
-        },
+        model: tiny_network(),
         backend: BackendChoice::Cpu,
         resume: false,
         force: false,

@@ -10,8 +10,17 @@ use std::process::Command;
 use common::*;
 use spectrain::Dataset;
 
-fn spectrain() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_spectrain"))
+/// `spectrain -q prepare` of `spectra` with the dr10 test labels into `out`.
+fn prepare_cmd(spectra: &Path, out: &Path, extra: &[&str]) -> Command {
+    let mut c = spectrain();
+    c.args(["-q", "prepare", "--spectra"])
+        .arg(spectra)
+        .arg("--labels")
+        .arg(repo().join("tests/data/dr10/labels.csv"))
+        .arg("--out")
+        .arg(out)
+        .args(extra);
+    c
 }
 
 /// Links every file of `from` into `to` (symlinks, as users do with survey trees).
@@ -52,16 +61,7 @@ fn every_input_is_kept_or_rejected_with_its_reason() {
     std::fs::remove_file(spectra.join("labels.csv")).unwrap();
     let out = tmp.path().join("out/data.h5");
 
-    let status = spectrain()
-        .args(["-q", "prepare", "--spectra"])
-        .arg(&spectra)
-        .arg("--labels")
-        .arg(repo().join("tests/data/dr10/labels.csv"))
-        .arg("--out")
-        .arg(&out)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    assert!(prepare_cmd(&spectra, &out, &[]).status().unwrap().success());
 
     // What the independent pipeline keeps, and which files have label rows.
     let golden = fixture("preprocess_golden.json");
@@ -147,16 +147,13 @@ fn every_input_is_kept_or_rejected_with_its_reason() {
 fn a_missing_label_column_is_an_error_naming_it_and_writes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("data.h5");
-    let output = spectrain()
-        .args(["-q", "prepare", "--spectra"])
-        .arg(repo().join("tests/data/dr10"))
-        .arg("--labels")
-        .arg(repo().join("tests/data/dr10/labels.csv"))
-        .arg("--out")
-        .arg(&out)
-        .args(["--columns", "teff,mass"])
-        .output()
-        .unwrap();
+    let output = prepare_cmd(
+        &repo().join("tests/data/dr10"),
+        &out,
+        &["--columns", "teff,mass"],
+    )
+    .output()
+    .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("'mass'"), "{stderr}");
@@ -172,16 +169,8 @@ fn join_by_file_name_finds_the_same_stars() {
     let tmp = tempfile::tempdir().unwrap();
     let run = |id: &str| {
         let out = tmp.path().join(format!("{id}.h5"));
-        let ok = spectrain()
-            .args(["-q", "prepare", "--id", id, "--spectra"])
-            .arg(repo().join("tests/data/dr10"))
-            .arg("--labels")
-            .arg(repo().join("tests/data/dr10/labels.csv"))
-            .arg("--out")
-            .arg(&out)
-            .status()
-            .unwrap();
-        assert!(ok.success());
+        let ok = prepare_cmd(&repo().join("tests/data/dr10"), &out, &["--id", id]).status();
+        assert!(ok.unwrap().success());
         Dataset::read(&out).unwrap()
     };
     let (by_obsid, by_file) = (run("obsid"), run("file"));

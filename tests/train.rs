@@ -3,17 +3,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
-use spectrain::dataset::JoinKey;
 use spectrain::ensemble::{Task, TrainConfig};
-use spectrain::model::{BackendChoice, DenseNetConfig};
-use spectrain::prepare::{prepare, PrepareOptions};
+use spectrain::model::BackendChoice;
 use spectrain::train::TrainOptions;
-use spectrain::{Dataset, PreprocessConfig};
+use spectrain::Dataset;
 
 /// burn's CPU backend seeds one process-wide RNG, so trainings in one process
 /// must not overlap for results to be reproducible; cargo runs tests in parallel.
@@ -26,43 +23,13 @@ fn train(
     spectrain::train::train(opts)
 }
 
-/// A network small enough to train in a moment but with every part of the real one.
-fn tiny() -> DenseNetConfig {
-    DenseNetConfig {
-        stem_channels: 8,
-        growth: 4,
-        bottleneck: 2,
-        block_layers: vec![1, 1],
-        integration: 4,
-        hidden: 16,
-        head_dropout: 0.0,
-        ..Default::default()
-    }
-}
-
-/// The real dr10 test spectra with their labels, prepared into `dir`.
-fn real_dataset(dir: &Path) -> PathBuf {
-    let out = dir.join("data.h5");
-    prepare(&PrepareOptions {
-        spectra: repo().join("tests/data/dr10"),
-        labels: repo().join("tests/data/dr10/labels.csv"),
-        out: out.clone(),
-        join: JoinKey::Obsid,
-        columns: vec!["teff".into(), "logg".into(), "feh".into()],
-        config: PreprocessConfig::default(),
-        progress: false,
-    })
-    .unwrap();
-    out
-}
-
 fn options(data: &Path, out: &Path, backend: BackendChoice, training: TrainConfig) -> TrainOptions {
     TrainOptions {
         data: data.to_path_buf(),
         out: out.to_path_buf(),
         columns: None,
         training,
-        model: tiny(),
+        model: tiny_network(),
         backend,
         resume: false,
         force: false,
@@ -233,7 +200,7 @@ fn sigkill_then_resume_gives_the_uninterrupted_result() {
     let tmp = tempfile::tempdir().unwrap();
     let data = real_dataset(tmp.path());
     let config = tmp.path().join("tiny.toml");
-    let t = tiny();
+    let t = tiny_network();
     std::fs::write(
         &config,
         format!(
@@ -243,7 +210,7 @@ fn sigkill_then_resume_gives_the_uninterrupted_result() {
     )
     .unwrap();
     let args = |out: &Path| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_spectrain"));
+        let mut c = spectrain();
         c.args([
             "-q",
             "train",

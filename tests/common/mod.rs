@@ -54,3 +54,52 @@ pub fn assert_close(what: &str, got: &[f64], want: &[f64], tol: f64) {
 pub fn file_name(p: &Path) -> String {
     p.file_name().unwrap().to_string_lossy().into_owned()
 }
+
+/// Each broken test file and the reason code it must be rejected with.
+pub const BROKEN: [(&str, &str); 7] = [
+    ("empty.fits", "empty-file"),
+    ("not-fits.fits", "unreadable"),
+    ("truncated-half.fits", "unreadable"),
+    ("truncated-60pct.fits.gz", "unreadable"),
+    ("all-nan-flux.fits.gz", "no-finite-flux"),
+    (
+        "med-58646-TD192102N424113K01_sp12-076.fits.gz",
+        "medium-resolution",
+    ),
+    ("wrong-shape-3rows.fits", "wrong-layout"),
+];
+
+/// The `spectrain` binary under test.
+pub fn spectrain() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_spectrain"))
+}
+
+/// A network small enough to train in a moment but with every part of the real one.
+pub fn tiny_network() -> spectrain::model::DenseNetConfig {
+    spectrain::model::DenseNetConfig {
+        stem_channels: 8,
+        growth: 4,
+        bottleneck: 2,
+        block_layers: vec![1, 1],
+        integration: 4,
+        hidden: 16,
+        head_dropout: 0.0,
+        ..Default::default()
+    }
+}
+
+/// The real dr10 test spectra with their Teff, log g, [Fe/H], prepared into `dir/data.h5`.
+pub fn real_dataset(dir: &Path) -> PathBuf {
+    let out = dir.join("data.h5");
+    spectrain::prepare::prepare(&spectrain::prepare::PrepareOptions {
+        spectra: repo().join("tests/data/dr10"),
+        labels: repo().join("tests/data/dr10/labels.csv"),
+        out: out.clone(),
+        join: spectrain::dataset::JoinKey::Obsid,
+        columns: vec!["teff".into(), "logg".into(), "feh".into()],
+        config: spectrain::PreprocessConfig::default(),
+        progress: false,
+    })
+    .unwrap();
+    out
+}

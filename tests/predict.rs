@@ -95,18 +95,7 @@ fn every_input_gets_one_row_and_resume_and_shards_reproduce_it() {
             .unwrap_or_else(|| panic!("{name}"));
         (r[5].clone(), r[6].clone())
     };
-    for (name, reason) in [
-        ("empty.fits", "empty-file"),
-        ("not-fits.fits", "unreadable"),
-        ("truncated-half.fits", "unreadable"),
-        ("truncated-60pct.fits.gz", "unreadable"),
-        ("all-nan-flux.fits.gz", "no-finite-flux"),
-        (
-            "med-58646-TD192102N424113K01_sp12-076.fits.gz",
-            "medium-resolution",
-        ),
-        ("wrong-shape-3rows.fits", "wrong-layout"),
-    ] {
+    for (name, reason) in BROKEN {
         let (s, r) = status(name);
         assert_eq!(s, "rejected", "{name}");
         assert!(r.starts_with(reason), "{name}: {r}");

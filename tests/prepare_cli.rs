@@ -87,19 +87,7 @@ fn every_input_is_kept_or_rejected_with_its_reason() {
     );
 
     // Broken files: one named reason each.
-    let expected_broken = [
-        ("empty.fits", "empty-file"),
-        ("not-fits.fits", "unreadable"),
-        ("truncated-half.fits", "unreadable"),
-        ("truncated-60pct.fits.gz", "unreadable"),
-        ("all-nan-flux.fits.gz", "no-finite-flux"),
-        (
-            "med-58646-TD192102N424113K01_sp12-076.fits.gz",
-            "medium-resolution",
-        ),
-        ("wrong-shape-3rows.fits", "wrong-layout"),
-    ];
-    for (name, reason) in expected_broken {
+    for (name, reason) in BROKEN {
         assert_eq!(
             rejects.get(name).map(String::as_str),
             Some(reason),

@@ -153,16 +153,36 @@ struct Run<'a> {
     compute: &'a ComputeDevice,
     out: &'a Path,
     bar: indicatif::ProgressBar,
+    /// Inputs of the validation split, gathered once for every epoch's validation.
+    val_inputs: Vec<f32>,
 }
 
 impl Run<'_> {
     fn input_batch(&self, rows: &[usize], device: &Device) -> Tensor<3> {
         let [b, w] = self.data.input_shape;
-        let mut buf = Vec::with_capacity(rows.len() * b * w);
-        for &r in rows {
-            buf.extend_from_slice(self.data.input(r));
-        }
-        Tensor::from_data(TensorData::new(buf, [rows.len(), b, w]), device)
+        let data = TensorData::new(gather_inputs(self.data, rows), [rows.len(), b, w]);
+        Tensor::from_data(data, device)
+    }
+
+    /// Raw outputs (standardised values or logits) of `model` on the validation split.
+    fn val_raw(&self, model: &DenseNet) -> Vec<f32> {
+        forward_all(
+            model,
+            &self.val_inputs,
+            self.data.input_shape,
+            256,
+            &self.compute.device,
+        )
+    }
+
+    fn label_units(&self, raw: Vec<f32>) -> Vec<f32> {
+        to_label_units(
+            self.targets.task,
+            self.spec.standardiser.as_ref(),
+            raw,
+            self.spec.model.outputs,
+            &self.compute.device,
+        )
     }
 
     fn loss(&self, pred: Tensor<2>, rows: &[usize], device: &Device) -> Tensor<1> {
@@ -196,8 +216,7 @@ impl Run<'_> {
     /// Validation loss, selection score and per-label values of a model.
     fn validate(&self, model: &DenseNet) -> (f64, f64, Vec<f64>) {
         let device = &self.compute.device;
-        let inputs = gather_inputs(self.data, &self.split.val);
-        let raw = forward_all(model, &inputs, self.data.input_shape, 256, device);
+        let raw = self.val_raw(model);
         let n = self.split.val.len();
         let outputs = self.spec.model.outputs;
         let loss = {
@@ -205,13 +224,7 @@ impl Run<'_> {
             self.loss(pred, &self.split.val, device)
                 .into_scalar::<f32>() as f64
         };
-        let pred = to_label_units(
-            self.targets.task,
-            self.spec.standardiser.as_ref(),
-            raw,
-            outputs,
-            device,
-        );
+        let pred = self.label_units(raw);
         let l = self.targets.names.len();
         match self.targets.task {
             Task::Regress => {
@@ -356,21 +369,7 @@ impl Run<'_> {
                     reason: e.to_string(),
                 })?
                 .valid();
-            let inputs = gather_inputs(self.data, &self.split.val);
-            let raw = forward_all(
-                &best,
-                &inputs,
-                self.data.input_shape,
-                256,
-                &self.compute.device,
-            );
-            let pred = to_label_units(
-                self.targets.task,
-                self.spec.standardiser.as_ref(),
-                raw,
-                self.spec.model.outputs,
-                &self.compute.device,
-            );
+            let pred = self.label_units(self.val_raw(&best));
             evaluate(
                 self.targets,
                 self.data,
@@ -629,6 +628,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport, TrainError> {
         compute: &compute,
         out: &opts.out,
         bar,
+        val_inputs: gather_inputs(&data, &split.val),
     };
     let members = (0..cfg.members)
         .map(|m| run.member(m))
@@ -642,8 +642,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport, TrainError> {
             reason: e.to_string(),
         }
     })?;
-    let inputs = gather_inputs(&data, &split.val);
-    let preds = ensemble.predict(&inputs, 256);
+    let preds = ensemble.predict(&run.val_inputs, 256);
     let report = TrainReport {
         task: targets.task,
         label_names: targets.names.clone(),

@@ -189,6 +189,7 @@ pub struct EvaluationReport {
     pub model: String,
     pub data: String,
     pub spectra: usize,
+    pub task: Task,
     pub label_names: Vec<String>,
     pub ensemble: Evaluation,
     pub members: Vec<Evaluation>,
@@ -260,6 +261,7 @@ pub fn evaluate_model(opts: &EvaluateOptions) -> Result<EvaluationReport, Evalua
         model: opts.model.display().to_string(),
         data: opts.data.display().to_string(),
         spectra: data.len(),
+        task: spec.task,
         label_names: targets.names.clone(),
         ensemble: evaluate(&targets, &data, &rows, &preds.members, outputs),
         members,
@@ -271,7 +273,7 @@ pub fn evaluate_model(opts: &EvaluateOptions) -> Result<EvaluationReport, Evalua
         std::fs::write(tmp, serde_json::to_string_pretty(&report).expect("json"))
     })?;
     crate::atomic::write_atomically(&opts.out.join("report.md"), |tmp| {
-        std::fs::write(tmp, report.markdown(spec.task))
+        std::fs::write(tmp, report.markdown())
     })?;
     if regress {
         draw_plots(&opts.out, &targets, &data, &preds);
@@ -281,7 +283,7 @@ pub fn evaluate_model(opts: &EvaluateOptions) -> Result<EvaluationReport, Evalua
 
 impl EvaluationReport {
     /// A short human-readable report.
-    pub fn markdown(&self, task: Task) -> String {
+    pub fn markdown(&self) -> String {
         let mut s = format!(
             "# Evaluation\n\nModel `{}` on `{}` ({} spectra).\n\n",
             self.model, self.data, self.spectra
@@ -289,7 +291,7 @@ impl EvaluationReport {
         let cell = |v: &serde_json::Value, k: &str| {
             v[k].as_f64().map_or("-".to_string(), |x| format!("{x:.4}"))
         };
-        match task {
+        match self.task {
             Task::Regress => {
                 s.push_str("| label | MAE (ensemble) | MAE (mean member) | bias | sigma | M2 % | Pearson r | mean member std |\n|---|---|---|---|---|---|---|---|\n");
                 for (j, (name, m)) in self.ensemble.labels.iter().enumerate() {

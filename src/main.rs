@@ -446,12 +446,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 batch: a.batch,
             };
             let r = spectrain::evaluate::evaluate_model(&opts)?;
-            let task = if r.mean_member_mae.is_empty() {
-                Task::Classify
-            } else {
-                Task::Regress
-            };
-            print!("{}", r.markdown(task));
+            print!("{}", r.markdown());
             println!("\nwritten: {}/report.json, report.md", opts.out.display());
             Ok(ExitCode::SUCCESS)
         }

@@ -211,6 +211,12 @@ pub enum EvaluateRunError {
     Backend(#[from] crate::model::backend::BackendError),
     #[error("{data}: preprocessed with a different recipe than the model's training data; re-run prepare with the model's settings")]
     RecipeMismatch { data: std::path::PathBuf },
+    #[error("{data}: its inputs are {have}, but the model reads {want}")]
+    FeatureMismatch {
+        data: std::path::PathBuf,
+        have: String,
+        want: String,
+    },
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -225,21 +231,55 @@ pub fn evaluate_model(opts: &EvaluateOptions) -> Result<EvaluationReport, Evalua
             data: opts.data.clone(),
         });
     }
+    let model_features = ensemble.spec.features.as_ref().map(|f| &f.names);
+    if data.features.as_ref() != model_features {
+        return Err(EvaluateRunError::FeatureMismatch {
+            data: opts.data.clone(),
+            have: data
+                .features
+                .as_ref()
+                .map_or("spectra".into(), |f| f.join(",")),
+            want: model_features.map_or("spectra".into(), |f| f.join(",")),
+        });
+    }
     let spec = &ensemble.spec;
     let targets = select_targets(&data, Some(&spec.label_names), spec.task)?;
     let rows: Vec<usize> = (0..data.len()).collect();
     let preds = ensemble.predict(&data.inputs, opts.batch);
-    let outputs = spec.model.outputs;
+    Ok(write_report(
+        &opts.out,
+        opts.model.display().to_string(),
+        opts.data.display().to_string(),
+        &data,
+        &rows,
+        &targets,
+        &preds,
+    )?)
+}
+
+/// Scores `preds` (one per row of `rows`) against `targets` and writes
+/// `report.json`, `report.md` and, for regression, the plots into `out`.
+pub fn write_report(
+    out: &std::path::Path,
+    model: String,
+    data_name: String,
+    data: &Dataset,
+    rows: &[usize],
+    targets: &Targets,
+    preds: &crate::ensemble::Predictions,
+) -> std::io::Result<EvaluationReport> {
+    let outputs = preds.outputs;
     let members: Vec<Evaluation> = preds
         .members
         .iter()
-        .map(|p| evaluate(&targets, &data, &rows, std::slice::from_ref(p), outputs))
+        .map(|p| evaluate(targets, data, rows, std::slice::from_ref(p), outputs))
         .collect();
     let l = targets.names.len();
-    let regress = spec.task == Task::Regress;
+    let n = rows.len();
+    let regress = targets.task == Task::Regress;
     let mean_member_std = if regress {
         (0..l)
-            .map(|j| (0..data.len()).map(|i| preds.std(i, j)).sum::<f64>() / data.len() as f64)
+            .map(|j| (0..n).map(|i| preds.std(i, j)).sum::<f64>() / n.max(1) as f64)
             .collect()
     } else {
         Vec::new()
@@ -258,25 +298,25 @@ pub fn evaluate_model(opts: &EvaluateOptions) -> Result<EvaluationReport, Evalua
         Vec::new()
     };
     let report = EvaluationReport {
-        model: opts.model.display().to_string(),
-        data: opts.data.display().to_string(),
-        spectra: data.len(),
-        task: spec.task,
+        model,
+        data: data_name,
+        spectra: n,
+        task: targets.task,
         label_names: targets.names.clone(),
-        ensemble: evaluate(&targets, &data, &rows, &preds.members, outputs),
+        ensemble: evaluate(targets, data, rows, &preds.members, outputs),
         members,
         mean_member_std,
         mean_member_mae,
     };
-    std::fs::create_dir_all(&opts.out)?;
-    crate::atomic::write_atomically(&opts.out.join("report.json"), |tmp| {
+    std::fs::create_dir_all(out)?;
+    crate::atomic::write_atomically(&out.join("report.json"), |tmp| {
         std::fs::write(tmp, serde_json::to_string_pretty(&report).expect("json"))
     })?;
-    crate::atomic::write_atomically(&opts.out.join("report.md"), |tmp| {
+    crate::atomic::write_atomically(&out.join("report.md"), |tmp| {
         std::fs::write(tmp, report.markdown())
     })?;
     if regress {
-        draw_plots(&opts.out, &targets, &data, &preds);
+        draw_plots(out, targets, data, rows, preds);
     }
     Ok(report)
 }
@@ -346,15 +386,18 @@ fn draw_plots(
     out: &std::path::Path,
     targets: &Targets,
     data: &Dataset,
+    rows: &[usize],
     preds: &crate::ensemble::Predictions,
 ) {
     let l = targets.names.len();
+    let snrg: Vec<f64> = rows.iter().map(|&r| data.snrg[r]).collect();
     for (j, name) in targets.names.iter().enumerate() {
-        let truth: Vec<f64> = (0..data.len())
-            .map(|i| targets.values[i * l + j] as f64)
+        let truth: Vec<f64> = rows
+            .iter()
+            .map(|&r| targets.values[r * l + j] as f64)
             .collect();
-        let mean: Vec<f64> = (0..data.len()).map(|i| preds.mean(i, j)).collect();
-        let std: Vec<f64> = (0..data.len()).map(|i| preds.std(i, j)).collect();
+        let mean: Vec<f64> = (0..rows.len()).map(|i| preds.mean(i, j)).collect();
+        let std: Vec<f64> = (0..rows.len()).map(|i| preds.std(i, j)).collect();
         let residual: Vec<f64> = mean.iter().zip(&truth).map(|(p, t)| p - t).collect();
         let fractional: Vec<f64> = std
             .iter()
@@ -386,7 +429,7 @@ fn draw_plots(
             crate::plot::error_vs_snr(
                 &out.join(format!("error_vs_snr_{name}.png")),
                 name,
-                &data.snrg,
+                &snrg,
                 &residual.iter().map(|r| r.abs()).collect::<Vec<_>>(),
             ),
         ];

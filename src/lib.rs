@@ -10,6 +10,7 @@
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
 pub mod atomic;
+pub mod baseline;
 pub mod bench;
 pub mod catalog;
 pub mod dataset;
@@ -25,6 +26,7 @@ pub mod prepare;
 pub mod preprocess;
 pub mod progress;
 pub mod spectrum;
+pub mod table;
 pub mod train;
 
 pub use dataset::Dataset;

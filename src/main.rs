@@ -7,11 +7,13 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use spectrain::dataset::JoinKey;
-use spectrain::ensemble::{Task, TrainConfig};
+use spectrain::ensemble::{Loss, Task, TrainConfig};
 use spectrain::inspect::inspect;
-use spectrain::model::{BackendChoice, DenseNetConfig};
+use spectrain::model::{Arch, BackendChoice, DenseNetConfig, MlpConfig, ModelConfig};
 use spectrain::prepare::{prepare, PrepareOptions};
 use spectrain::preprocess::{ContinuumFit, Denoise, InputOrder, Normalisation};
+use spectrain::table::MissingFeatures;
+use spectrain::train::finetune::{finetune, FinetuneOptions};
 use spectrain::train::{train, TrainOptions};
 use spectrain::{PreprocessConfig, Preprocessor};
 
@@ -36,13 +38,19 @@ struct Cli {
 enum Command {
     /// Preprocess a directory of FITS spectra with a label catalog into an HDF5 dataset.
     Prepare(PrepareArgs),
+    /// Turn numeric CSV columns (catalog features and labels) into an HDF5 dataset.
+    PrepareTable(PrepareTableArgs),
     /// Show a file's layout, metadata and what preprocessing would do to it.
     Inspect(InspectArgs),
-    /// Train a bootstrap ensemble of DenseNets on a prepared dataset.
+    /// Train a bootstrap ensemble (DenseNet on spectra, or MLP on catalog features).
     Train(TrainArgs),
+    /// Retrain every member of a trained ensemble briefly on a small new dataset (transfer learning).
+    Finetune(FinetuneArgs),
     /// Score a trained ensemble on a labelled dataset (METHOD section 6 metrics).
     Evaluate(EvaluateArgs),
-    /// Predict labels for every FITS file under a directory: one catalog row per file.
+    /// Fit a random forest, boosted trees or ridge regression on a dataset, scored like evaluate.
+    Baseline(BaselineArgs),
+    /// Predict labels for every FITS file under a directory, or every row of a CSV table.
     Predict(PredictArgs),
     /// Join shard catalogs of `predict --shard` into one, reporting missing and duplicated files.
     Merge(MergeArgs),
@@ -55,10 +63,22 @@ struct PredictArgs {
     /// Model directory written by `spectrain train`.
     #[arg(long, value_name = "MODEL_DIR")]
     model: PathBuf,
-    /// Directory searched recursively for .fits, .fit and .fits.gz files.
-    #[arg(long, value_name = "DIR")]
-    spectra: PathBuf,
-    /// Output catalog: `.csv`, or `.fits` for a FITS binary table with units.
+    /// Directory searched recursively for .fits, .fit and .fits.gz files (spectrum models).
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "table",
+        conflicts_with = "table"
+    )]
+    spectra: Option<PathBuf>,
+    /// CSV table with the model's feature columns (catalog-feature models).
+    #[arg(long, value_name = "CSV")]
+    table: Option<PathBuf>,
+    /// With --table: the column naming each row [default: the row number].
+    #[arg(long, value_name = "COLUMN", requires = "table")]
+    id: Option<String>,
+    /// Output catalog: `.csv`, or `.fits` for a FITS binary table with units
+    /// (--table writes CSV).
     #[arg(long, value_name = "CATALOG")]
     out: PathBuf,
     /// Spectra per inference batch.
@@ -75,6 +95,106 @@ struct PredictArgs {
     /// Continue an interrupted run from its CATALOG.partial file.
     #[arg(long)]
     resume: bool,
+}
+
+#[derive(Args)]
+struct PrepareTableArgs {
+    /// CSV with a header row (lines starting with # are skipped).
+    #[arg(long, value_name = "CSV")]
+    table: PathBuf,
+    /// Input columns, in order.
+    #[arg(long, value_delimiter = ',', required = true)]
+    features: Vec<String>,
+    /// Label columns, in order (add `<label>_err` columns to use them in finetune's tension).
+    #[arg(long, value_delimiter = ',', required = true)]
+    labels: Vec<String>,
+    /// Column naming each row [default: the row number].
+    #[arg(long, value_name = "COLUMN")]
+    id: Option<String>,
+    /// A row with a missing feature: keep it (imputed with the training mean) or reject it.
+    #[arg(long, value_enum, default_value = "impute")]
+    missing: MissingFeatures,
+    /// Output HDF5 dataset; rejected rows go to `<name>.rejects.csv`.
+    #[arg(long, value_name = "DATA.h5")]
+    out: PathBuf,
+}
+
+#[derive(Args)]
+struct BaselineArgs {
+    /// Dataset written by `prepare` or `prepare-table`.
+    #[arg(long, value_name = "DATA.h5")]
+    data: PathBuf,
+    #[arg(long, value_enum)]
+    method: spectrain::baseline::Method,
+    /// Directory for report.json, report.md, baseline.json and plots.
+    #[arg(long, value_name = "REPORT_DIR")]
+    out: PathBuf,
+    /// Score on this dataset (same recipe) instead of DATA's validation split.
+    #[arg(long, value_name = "TEST.h5")]
+    test: Option<PathBuf>,
+    /// Label columns (default: every label of the dataset).
+    #[arg(long, value_delimiter = ',')]
+    columns: Option<Vec<String>>,
+    /// Validation fraction of the split: the same split as `train` with the same seed.
+    #[arg(long, default_value_t = 0.2)]
+    val_fraction: f64,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Trees of the random forest.
+    #[arg(long, default_value_t = 200)]
+    trees: usize,
+    /// Boosting rounds.
+    #[arg(long, default_value_t = 300)]
+    rounds: usize,
+}
+
+#[derive(Args)]
+struct FinetuneArgs {
+    /// The trained (parent) model directory.
+    #[arg(long, value_name = "BASE_DIR")]
+    model: PathBuf,
+    /// The small new dataset, prepared with the parent's recipe (or features).
+    #[arg(long, value_name = "NEW.h5")]
+    data: PathBuf,
+    /// The fine-tuned model directory to create.
+    #[arg(long, value_name = "MODEL_DIR")]
+    out: PathBuf,
+    /// Optimizer steps per member.
+    #[arg(long, default_value_t = 100)]
+    steps: usize,
+    /// Adam learning rate [default: the parent's].
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Batch size [default: the parent's, at most half the new training part].
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Fraction of the new set held out to report before/after scores.
+    #[arg(long, default_value_t = 0.2)]
+    val_fraction: f64,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// The parent's training dataset: anchor rows outside the new set's label range come from it.
+    #[arg(long, value_name = "BASE_DATA.h5")]
+    anchor: Option<PathBuf>,
+    /// Anchor rows added to each member's training set.
+    #[arg(long, default_value_t = 30, requires = "anchor")]
+    anchor_count: usize,
+    /// `features`: freeze everything but the fully connected head.
+    #[arg(long, value_enum)]
+    freeze: Option<Freeze>,
+    #[arg(long, value_enum, default_value = "auto")]
+    backend: BackendChoice,
+    /// Continue a killed run (members already fine-tuned are kept).
+    #[arg(long, conflicts_with = "force")]
+    resume: bool,
+    /// Replace an existing MODEL_DIR.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Freeze {
+    Features,
 }
 
 #[derive(Args)]
@@ -121,6 +241,18 @@ struct TrainArgs {
     /// Regression of the labels, or classification of one integer label.
     #[arg(long, value_enum)]
     task: Option<Task>,
+    /// Network: DenseNet-BC (spectra) or MLP (catalog features; also runs on spectra).
+    #[arg(long, value_enum)]
+    arch: Option<Arch>,
+    /// MLP hidden widths, e.g. 128,128,64 (the depth is their number).
+    #[arg(long, value_delimiter = ',')]
+    hidden: Option<Vec<usize>>,
+    /// MLP dropout after each hidden layer [default: 0.1].
+    #[arg(long)]
+    dropout: Option<f64>,
+    /// Regression loss [default: huber for densenet, mae for mlp].
+    #[arg(long, value_enum)]
+    loss: Option<Loss>,
     /// Bootstrap ensemble size [default: 10].
     #[arg(long)]
     members: Option<usize>,
@@ -171,11 +303,12 @@ struct BenchArgs {
     json: Option<PathBuf>,
 }
 
-/// `--config` file: `[model]` and `[training]` tables, both optional.
+/// `--config` file: `[model]` (DenseNet), `[mlp]` and `[training]` tables, all optional.
 #[derive(serde::Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 struct TrainFile {
     model: DenseNetConfig,
+    mlp: MlpConfig,
     training: TrainConfig,
 }
 
@@ -203,6 +336,29 @@ impl TrainArgs {
         t.lr = self.lr.unwrap_or(t.lr);
         t.val_fraction = self.val_fraction.unwrap_or(t.val_fraction);
         t.seed = self.seed.unwrap_or(t.seed);
+        let arch = self.arch.unwrap_or(Arch::Densenet);
+        t.loss = match (self.loss, arch) {
+            (Some(loss), _) => loss,
+            // The catalog-feature MLP of METHOD section 8 trains on MAE.
+            (None, Arch::Mlp) if self.config.is_none() => Loss::Mae,
+            (None, _) => t.loss,
+        };
+        let model = match arch {
+            Arch::Densenet => {
+                if self.hidden.is_some() || self.dropout.is_some() {
+                    bail!("--hidden and --dropout apply to --arch mlp");
+                }
+                ModelConfig::Densenet(file.model)
+            }
+            Arch::Mlp => {
+                let mut m = file.mlp;
+                m.hidden = self.hidden.unwrap_or(m.hidden);
+                m.dropout = self.dropout.unwrap_or(m.dropout);
+                m.check()
+                    .map_err(|e| anyhow::anyhow!("invalid MLP settings: {e}"))?;
+                ModelConfig::Mlp(m)
+            }
+        };
         t.check()
             .map_err(|e| anyhow::anyhow!("invalid training settings: {e}"))?;
         Ok(TrainOptions {
@@ -210,7 +366,7 @@ impl TrainArgs {
             out: self.out,
             columns: self.columns,
             training: t,
-            model: file.model,
+            model,
             backend: self.backend,
             resume: self.resume,
             force: self.force,
@@ -397,6 +553,63 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::PrepareTable(a) => {
+            let opts = spectrain::table::PrepareTableOptions {
+                table: a.table,
+                out: a.out,
+                features: a.features,
+                labels: a.labels,
+                id: a.id,
+                missing: a.missing,
+            };
+            let s = spectrain::table::prepare_table(&opts)?;
+            println!("prepare-table: {} rows in {:.2} s", s.rows, s.seconds);
+            println!("  kept     {:>7} -> {}", s.kept, opts.out.display());
+            println!(
+                "  rejected {:>7} -> {}",
+                s.rows - s.kept,
+                s.rejects_path.display()
+            );
+            for (reason, n) in &s.rejected {
+                println!("    {reason:<18} {n:>7}");
+            }
+            if s.imputed_rows > 0 {
+                println!(
+                    "  {} kept rows have missing features (imputed with the training mean at train/predict):",
+                    s.imputed_rows
+                );
+                for (f, n) in s.missing_per_feature.iter().filter(|(_, n)| *n > 0) {
+                    println!("    {f:<18} {n:>7}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Finetune(a) => {
+            let opts = FinetuneOptions {
+                model: a.model,
+                data: a.data,
+                out: a.out,
+                steps: a.steps,
+                lr: a.lr,
+                batch: a.batch,
+                val_fraction: a.val_fraction,
+                seed: a.seed,
+                anchor: a.anchor,
+                anchor_count: a.anchor_count,
+                freeze_features: a.freeze.is_some(),
+                backend: a.backend,
+                resume: a.resume,
+                force: a.force,
+                progress,
+            };
+            let r = finetune(&opts)?;
+            print!("{}", r.markdown());
+            println!(
+                "\nwritten: {} (finetune.json, finetune.md, provenance.json names the parent)",
+                opts.out.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Train(a) => {
             let opts = a.options(progress)?;
             let r = train(&opts)?;
@@ -437,6 +650,29 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Baseline(a) => {
+            let opts = spectrain::baseline::BaselineOptions {
+                data: a.data,
+                test: a.test,
+                out: a.out,
+                method: a.method,
+                columns: a.columns,
+                val_fraction: a.val_fraction,
+                seed: a.seed,
+                trees: a.trees,
+                rounds: a.rounds,
+            };
+            let (r, info) = spectrain::baseline::baseline(&opts)?;
+            print!("{}", r.markdown());
+            println!(
+                "\n{} rows trained, {} scored, {:.1} s; written: {}/report.json, report.md, baseline.json",
+                info.train_rows,
+                info.scored_rows,
+                info.seconds,
+                opts.out.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Evaluate(a) => {
             let opts = spectrain::evaluate::EvaluateOptions {
                 model: a.model,
@@ -451,6 +687,34 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Predict(a) => {
+            if let Some(table) = a.table {
+                if a.shard.is_some() || a.resume || a.members_out {
+                    bail!("--shard, --resume and --members-out apply to --spectra");
+                }
+                let opts = spectrain::table::predict::PredictTableOptions {
+                    model: a.model,
+                    table,
+                    out: a.out,
+                    id: a.id,
+                    batch: a.batch,
+                    backend: a.backend,
+                };
+                let s = spectrain::table::predict::predict_table(&opts)?;
+                println!(
+                    "predict: {} rows in {:.2} s -> {}",
+                    s.rows,
+                    s.seconds,
+                    opts.out.display()
+                );
+                println!(
+                    "  ok       {:>7} ({} with imputed features)",
+                    s.ok, s.imputed
+                );
+                for (reason, n) in &s.rejected {
+                    println!("  rejected {n:>7}  {reason}");
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
             let opts = spectrain::predict::PredictOptions {
                 shard: a
                     .shard
@@ -458,7 +722,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     .map(spectrain::predict::parse_shard)
                     .transpose()?,
                 model: a.model,
-                spectra: a.spectra,
+                spectra: a.spectra.expect("clap requires --spectra or --table"),
                 out: a.out,
                 batch: a.batch,
                 backend: a.backend,

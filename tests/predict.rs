@@ -28,7 +28,7 @@ fn tiny_model(dir: &Path) -> PathBuf {
             batch: 4,
             ..Default::default()
         },
-        model: tiny_network(),
+        model: spectrain::model::ModelConfig::Densenet(tiny_network()),
         backend: BackendChoice::Cpu,
         resume: false,
         force: false,

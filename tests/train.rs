@@ -29,7 +29,7 @@ fn options(data: &Path, out: &Path, backend: BackendChoice, training: TrainConfi
         out: out.to_path_buf(),
         columns: None,
         training,
-        model: tiny_network(),
+        model: spectrain::model::ModelConfig::Densenet(tiny_network()),
         backend,
         resume: false,
         force: false,
@@ -162,7 +162,7 @@ fn classification_learns_hot_versus_cool_stars() {
     assert!(loss < 0.05, "cross-entropy after overfitting: {loss}");
     let spec: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("spec.json")).unwrap()).unwrap();
-    assert_eq!(spec["model"]["outputs"], 2);
+    assert_eq!(spec["model"]["densenet"]["outputs"], 2);
     assert_eq!(spec["standardiser"], serde_json::Value::Null);
 }
 

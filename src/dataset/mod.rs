@@ -8,6 +8,11 @@
 //! - `snrg`, `ra`, `dec`, `z`  f64 `[N]` (NaN where the header lacks the keyword)
 //! - attributes: `label_names` (string `[L]`), `preprocess_config` (JSON),
 //!   `spectrain_version`, `created_by`.
+//!
+//! A catalog-feature dataset (`spectrain prepare-table`) has the same layout
+//! with `inputs` `[N, 1, F]` holding the raw feature values (NaN where a value
+//! is missing), the attribute `feature_names` (string `[F]`), NaN `snrg`/`ra`/
+//! `dec`/`z`, and the row's id in both `ids` and `files`.
 
 pub mod labels;
 
@@ -48,7 +53,9 @@ pub struct Sample {
 pub struct Dataset {
     pub label_names: Vec<String>,
     pub preprocess: PreprocessConfig,
-    /// `[bands, width]` of one input.
+    /// Input column names of a catalog-feature dataset; `None` for spectra.
+    pub features: Option<Vec<String>>,
+    /// `[bands, width]` of one input (`[1, F]` for catalog features).
     pub input_shape: [usize; 2],
     /// Row-major `[N, bands * width]`.
     pub inputs: Vec<f32>,
@@ -68,6 +75,7 @@ impl Dataset {
         Self {
             label_names,
             preprocess,
+            features: None,
             input_shape,
             inputs: Vec::new(),
             labels: Vec::new(),
@@ -77,6 +85,15 @@ impl Dataset {
             ra: Vec::new(),
             dec: Vec::new(),
             z: Vec::new(),
+        }
+    }
+
+    /// An empty catalog-feature dataset with columns `features`.
+    pub fn table(label_names: Vec<String>, features: Vec<String>) -> Self {
+        Self {
+            input_shape: [1, features.len()],
+            features: Some(features),
+            ..Self::new(label_names, PreprocessConfig::default())
         }
     }
 
@@ -162,7 +179,17 @@ impl Dataset {
         let config = serde_json::to_string(&self.preprocess).expect("config serialises");
         write_string_attr(&file, "preprocess_config", &config)?;
         write_string_attr(&file, "spectrain_version", env!("CARGO_PKG_VERSION"))?;
-        write_string_attr(&file, "created_by", "spectrain prepare")?;
+        if let Some(features) = &self.features {
+            file.new_attr::<VarLenUnicode>()
+                .shape([features.len()])
+                .create("feature_names")?
+                .write_raw(&to_varlen(features))?;
+        }
+        let created_by = match self.features {
+            Some(_) => "spectrain prepare-table",
+            None => "spectrain prepare",
+        };
+        write_string_attr(&file, "created_by", created_by)?;
         file.close()
     }
 
@@ -187,6 +214,16 @@ impl Dataset {
             .iter()
             .map(|s| s.as_str().to_string())
             .collect();
+        let features = match file.attr("feature_names") {
+            Ok(a) => Some(
+                a.read_raw::<VarLenUnicode>()
+                    .map_err(h5)?
+                    .iter()
+                    .map(|s| s.as_str().to_string())
+                    .collect::<Vec<_>>(),
+            ),
+            Err(_) => None,
+        };
         let inputs_ds = file.dataset("inputs").map_err(h5)?;
         let shape = inputs_ds.shape();
         if shape.len() != 3 {
@@ -223,8 +260,17 @@ impl Dataset {
             z: floats("z")?,
             label_names,
             preprocess,
+            features,
         };
         let n = shape[0];
+        if let Some(f) = &ds.features {
+            if f.len() != shape[1] * shape[2] {
+                return Err(invalid(format!(
+                    "{} feature names for inputs of shape {shape:?}",
+                    f.len()
+                )));
+            }
+        }
         if ds.ids.len() != n || ds.labels.len() != n * ds.label_names.len() || ds.snrg.len() != n {
             return Err(invalid("datasets have inconsistent lengths".into()));
         }

@@ -9,9 +9,12 @@ use burn::module::Module;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 
-pub use spec::{EnsembleSpec, InputEnvelope, Standardiser, Task, TrainConfig, TrainingDomain};
+pub use spec::{
+    EnsembleSpec, FeatureScaler, InputEnvelope, Loss, Standardiser, Task, TrainConfig,
+    TrainingDomain,
+};
 
-use crate::model::DenseNet;
+use crate::model::Network;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EnsembleError {
@@ -27,7 +30,7 @@ pub enum EnsembleError {
 /// A loaded ensemble in inference mode.
 pub struct Ensemble {
     pub spec: EnsembleSpec,
-    pub members: Vec<DenseNet>,
+    pub members: Vec<Network>,
     pub device: Device,
 }
 
@@ -70,25 +73,21 @@ impl Predictions {
     }
 }
 
-/// Runs `model` over row-major inputs `[n, bands * width]` in batches; returns
-/// raw outputs `[n * outputs]` (standardised values or logits).
+/// Runs `model` over row-major model-ready inputs `[n, per]` in batches;
+/// returns raw outputs `[n * outputs]` (standardised values or logits).
 pub fn forward_all(
-    model: &DenseNet,
+    model: &Network,
     inputs: &[f32],
-    shape: [usize; 2],
+    per: usize,
     batch: usize,
     device: &Device,
 ) -> Vec<f32> {
-    let per = shape[0] * shape[1];
-    let n = inputs.len() / per;
+    let n = inputs.len() / per.max(1);
     let mut out = Vec::new();
     for start in (0..n).step_by(batch.max(1)) {
         let b = batch.min(n - start);
-        let data = TensorData::new(
-            inputs[start * per..(start + b) * per].to_vec(),
-            [b, shape[0], shape[1]],
-        );
-        let x = Tensor::<3>::from_data(data, device);
+        let data = TensorData::new(inputs[start * per..(start + b) * per].to_vec(), [b, per]);
+        let x = Tensor::<2>::from_data(data, device);
         let y = model.forward(x);
         out.extend(y.into_data().try_to_vec::<f32>().expect("f32 outputs"));
     }
@@ -118,12 +117,13 @@ impl Ensemble {
                         .into(),
                 });
             }
-            let model = spec.model.init(device).try_load_file(&path).map_err(|e| {
-                EnsembleError::Invalid {
-                    path: path.clone(),
-                    reason: e.to_string(),
-                }
-            })?;
+            let model =
+                spec.model
+                    .load(&path, device)
+                    .map_err(|reason| EnsembleError::Invalid {
+                        path: path.clone(),
+                        reason,
+                    })?;
             members.push(model.valid());
         }
         Ok(Self {
@@ -133,15 +133,37 @@ impl Ensemble {
         })
     }
 
-    /// Predicts row-major inputs `[n, bands * width]` with every member.
+    /// Values per input: 4096 pixels, or the number of catalog features.
+    pub fn input_len(&self) -> usize {
+        match &self.spec.features {
+            Some(f) => f.names.len(),
+            None => {
+                let [b, w] = self.spec.preprocess.input_shape();
+                b * w
+            }
+        }
+    }
+
+    /// Predicts row-major inputs `[n, input_len]` (preprocessed spectra, or raw
+    /// catalog features, which are standardised and imputed here) with every member.
     pub fn predict(&self, inputs: &[f32], batch: usize) -> Predictions {
-        let shape = self.spec.preprocess.input_shape();
-        let outputs = self.spec.model.outputs;
+        let scaled;
+        let inputs = match &self.spec.features {
+            Some(scaler) => {
+                let mut x = inputs.to_vec();
+                scaler.transform(&mut x);
+                scaled = x;
+                &scaled
+            }
+            None => inputs,
+        };
+        let per = self.input_len();
+        let outputs = self.spec.model.outputs();
         let members = self
             .members
             .iter()
             .map(|model| {
-                let raw = forward_all(model, inputs, shape, batch, &self.device);
+                let raw = forward_all(model, inputs, per, batch, &self.device);
                 to_label_units(
                     self.spec.task,
                     self.spec.standardiser.as_ref(),

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::DenseNetConfig;
+use crate::model::ModelConfig;
 use crate::preprocess::PreprocessConfig;
 
 /// Regression of numeric labels, or classification of an integer label.
@@ -12,6 +12,19 @@ use crate::preprocess::PreprocessConfig;
 pub enum Task {
     Regress,
     Classify,
+}
+
+/// The regression loss, on standardised targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Loss {
+    /// Huber with `huber_delta` (the DenseNet paper).
+    Huber,
+    /// Mean absolute error.
+    Mae,
+    /// Symmetric mean absolute percentage error, 2|p - y| / (|p| + |y|), in
+    /// label units (the catalog-feature MLP of METHOD section 8).
+    Smape,
 }
 
 /// Training settings (METHOD section 5). Defaults are the paper's regression setup.
@@ -32,6 +45,8 @@ pub struct TrainConfig {
     pub huber_delta: f64,
     /// Resample the training split with replacement for each member.
     pub bootstrap: bool,
+    /// Regression loss (classification always uses cross-entropy).
+    pub loss: Loss,
 }
 
 impl Default for TrainConfig {
@@ -46,6 +61,7 @@ impl Default for TrainConfig {
             seed: 42,
             huber_delta: 1.0,
             bootstrap: true,
+            loss: Loss::Huber,
         }
     }
 }
@@ -185,6 +201,85 @@ impl InputEnvelope {
     }
 }
 
+/// Standardisation of catalog features, fitted on the training split, with
+/// the rule for missing values: a missing (empty or NaN) feature is replaced by
+/// its training mean, i.e. 0 after standardisation, and reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureScaler {
+    pub names: Vec<String>,
+    pub mean: Vec<f64>,
+    pub std: Vec<f64>,
+    /// Per feature `[min, max]` over the training split, for applicability flags.
+    pub ranges: Vec<[f64; 2]>,
+}
+
+impl FeatureScaler {
+    /// Fits on `rows` of row-major raw features `[N, names.len()]`, ignoring missing values.
+    pub fn fit(names: &[String], inputs: &[f32], rows: &[usize]) -> Self {
+        let f = names.len();
+        let column = |k: usize| -> Vec<f64> {
+            rows.iter()
+                .map(|&r| inputs[r * f + k] as f64)
+                .filter(|v| v.is_finite())
+                .collect()
+        };
+        let (mut mean, mut std, mut ranges) = (Vec::new(), Vec::new(), Vec::new());
+        for k in 0..f {
+            let v = column(k);
+            let n = v.len().max(1) as f64;
+            let m = v.iter().sum::<f64>() / n;
+            let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / n;
+            mean.push(m);
+            std.push(if var > 0.0 { var.sqrt() } else { 1.0 });
+            ranges.push(
+                v.iter()
+                    .fold([f64::INFINITY, f64::NEG_INFINITY], |[lo, hi], &x| {
+                        [lo.min(x), hi.max(x)]
+                    }),
+            );
+        }
+        Self {
+            names: names.to_vec(),
+            mean,
+            std,
+            ranges,
+        }
+    }
+
+    /// Standardises row-major raw features in place; missing values become 0
+    /// (the training mean). Returns, per row, the indices of imputed features.
+    pub fn transform(&self, inputs: &mut [f32]) -> Vec<Vec<usize>> {
+        let f = self.names.len();
+        inputs
+            .chunks_mut(f.max(1))
+            .map(|row| {
+                let mut missing = Vec::new();
+                for (k, v) in row.iter_mut().enumerate() {
+                    if v.is_finite() {
+                        *v = ((*v as f64 - self.mean[k]) / self.std[k]) as f32;
+                    } else {
+                        *v = 0.0;
+                        missing.push(k);
+                    }
+                }
+                missing
+            })
+            .collect()
+    }
+
+    /// Names of the features of a raw row outside their training range.
+    pub fn outside(&self, raw: &[f32]) -> Vec<&str> {
+        raw.iter()
+            .zip(&self.ranges)
+            .zip(&self.names)
+            .filter(|((v, [lo, hi]), _)| {
+                v.is_finite() && ((**v as f64) < *lo || (**v as f64) > *hi)
+            })
+            .map(|(_, n)| n.as_str())
+            .collect()
+    }
+}
+
 /// `spec.json` of a model directory.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EnsembleSpec {
@@ -193,16 +288,61 @@ pub struct EnsembleSpec {
     pub label_names: Vec<String>,
     /// Class names for classification (`class_0`, ... unless given).
     pub classes: Vec<String>,
-    pub model: DenseNetConfig,
+    pub model: ModelConfig,
     pub training: TrainConfig,
     pub preprocess: PreprocessConfig,
     /// Present for regression.
     pub standardiser: Option<Standardiser>,
     pub domain: TrainingDomain,
+    /// Catalog-feature models: the input columns and their standardisation.
+    #[serde(default)]
+    pub features: Option<FeatureScaler>,
 }
 
 impl EnsembleSpec {
     pub fn member_file(member: usize) -> String {
         format!("member-{member:02}.bpk")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feature_scaler_uses_training_rows_only_and_imputes_the_training_mean() {
+        let names = vec!["a".to_string(), "b".to_string()];
+        // Row 2 is validation: its huge values must not move the statistics.
+        let inputs = [1.0, 10.0, 3.0, f32::NAN, 1e6, 1e6, 5.0, 30.0];
+        let s = FeatureScaler::fit(&names, &inputs, &[0, 1, 3]);
+        assert_eq!(s.mean, vec![3.0, 20.0]);
+        // Population std of (1, 3, 5) and of (10, 30): the NaN is ignored.
+        assert!((s.std[0] - (8.0f64 / 3.0).sqrt()).abs() < 1e-12);
+        assert_eq!(s.std[1], 10.0);
+        assert_eq!(s.ranges, vec![[1.0, 5.0], [10.0, 30.0]]);
+        let mut x = [3.0, f32::NAN, 5.0, 40.0];
+        let missing = s.transform(&mut x);
+        assert_eq!(missing, vec![vec![1], vec![]]);
+        assert_eq!(x[0], 0.0);
+        assert_eq!(x[1], 0.0, "imputed with the training mean");
+        assert_eq!(x[3], 2.0);
+        assert_eq!(s.outside(&[5.0, 40.0]), vec!["b"]);
+    }
+
+    #[test]
+    fn specs_written_before_the_mlp_still_load() {
+        let shipped = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/models/dr10-teff-logg-feh/spec.json"
+        );
+        let spec: EnsembleSpec =
+            serde_json::from_str(&std::fs::read_to_string(shipped).unwrap()).unwrap();
+        assert!(matches!(spec.model, ModelConfig::Densenet(_)));
+        assert_eq!(spec.training.loss, Loss::Huber);
+        assert!(spec.features.is_none());
+        // And what is written now reads back the same.
+        let again: EnsembleSpec =
+            serde_json::from_str(&serde_json::to_string(&spec).unwrap()).unwrap();
+        assert_eq!(again, spec);
     }
 }

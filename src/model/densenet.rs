@@ -139,6 +139,22 @@ impl Transition {
     }
 }
 
+/// Parameters of `module` that receive gradients (on an autodiff device).
+pub fn trainable_params<M: Module>(module: &M) -> usize {
+    struct Count(usize);
+    impl ModuleVisitor for Count {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let value = param.val();
+            if value.is_require_grad() {
+                self.0 += value.shape().num_elements();
+            }
+        }
+    }
+    let mut count = Count(0);
+    module.visit(&mut count);
+    count.0
+}
+
 /// Dense layers followed, except after the last block, by a transition.
 #[derive(Module, Debug)]
 struct DenseBlock {
@@ -229,18 +245,27 @@ impl DenseNet {
     /// Trainable parameters: those that receive gradients. burn's `num_params`
     /// also counts batch-norm running statistics. Meaningful on an autodiff device.
     pub fn trainable_params(&self) -> usize {
-        struct Count(usize);
-        impl ModuleVisitor for Count {
-            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-                let value = param.val();
-                if value.is_require_grad() {
-                    self.0 += value.shape().num_elements();
-                }
-            }
+        trainable_params(self)
+    }
+
+    /// Freezes the convolutional features (stem, dense blocks, final norm and
+    /// integration convolution, batch-norm statistics included): only the fully
+    /// connected head trains.
+    pub fn freeze_features(self) -> Self {
+        Self {
+            stem: self.stem.freeze(),
+            blocks: self.blocks.into_iter().map(Module::freeze).collect(),
+            final_norm: self.final_norm.freeze(),
+            integration: self.integration.freeze(),
+            hidden: self.hidden,
+            dropout: self.dropout,
+            output: self.output,
         }
-        let mut count = Count(0);
-        self.visit(&mut count);
-        count.0
+    }
+
+    /// Input channels the stem expects.
+    pub fn in_channels(&self) -> usize {
+        self.stem.weight.dims()[1]
     }
 
     /// `x`: `[batch, in_channels, length]` (`[B, 64, 64]`) -> `[batch, outputs]`.
@@ -278,6 +303,56 @@ mod tests {
             .init(&device);
             assert_eq!(model.trainable_params(), expected, "{outputs} outputs");
         }
+    }
+
+    #[test]
+    fn frozen_features_stay_put_while_the_head_trains() {
+        use burn::optim::{AdamConfig, GradientsParams};
+        let device = Device::flex().autodiff();
+        device.seed(7);
+        let config = DenseNetConfig {
+            stem_channels: 8,
+            growth: 4,
+            bottleneck: 2,
+            block_layers: vec![1, 1],
+            integration: 4,
+            hidden: 16,
+            outputs: 2,
+            ..Default::default()
+        };
+        let model = config.init(&device).freeze_features();
+        // Hidden (integration channels x final length -> 16) and output (16 -> 2) layers.
+        let head = 4 * config.feature_shape().1 * 16 + 16 + 16 * 2 + 2;
+        assert_eq!(model.trainable_params(), head);
+        let values = |t: Tensor<3>| t.into_data().try_to_vec::<f32>().unwrap();
+        let (stem0, out0) = (
+            values(model.stem.weight.val()),
+            model
+                .output
+                .weight
+                .val()
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap(),
+        );
+        let mut optim = AdamConfig::new().init();
+        let x = Tensor::<3>::random(
+            [4, 64, 64],
+            burn::tensor::Distribution::Uniform(0.0, 1.0),
+            &device,
+        );
+        let loss = model.forward(x).powf_scalar(2.0).mean();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let model = optim.step(1e-2, model, grads);
+        assert_eq!(values(model.stem.weight.val()), stem0);
+        let out1 = model
+            .output
+            .weight
+            .val()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        assert_ne!(out1, out0);
     }
 
     #[test]

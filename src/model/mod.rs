@@ -2,6 +2,10 @@
 
 pub mod backend;
 pub mod densenet;
+pub mod mlp;
+pub mod network;
 
 pub use backend::{BackendChoice, ComputeDevice};
 pub use densenet::{DenseNet, DenseNetConfig};
+pub use mlp::{Mlp, MlpConfig};
+pub use network::{Arch, ModelConfig, Network};

@@ -17,6 +17,7 @@
 //! once in the same process disturb each other's draws: train one ensemble per
 //! process (as the CLI does) when results must be reproducible.
 
+pub mod finetune;
 pub mod sampling;
 
 use std::path::{Path, PathBuf};
@@ -31,12 +32,12 @@ use serde::{Deserialize, Serialize};
 use crate::atomic::write_atomically;
 use crate::dataset::{Dataset, DatasetError};
 use crate::ensemble::{
-    forward_all, to_label_units, EnsembleSpec, InputEnvelope, Standardiser, Task, TrainConfig,
-    TrainingDomain,
+    forward_all, to_label_units, EnsembleSpec, FeatureScaler, InputEnvelope, Loss, Standardiser,
+    Task, TrainConfig, TrainingDomain,
 };
 use crate::evaluate::{classes_of, evaluate, label_columns, select_targets, Evaluation, Targets};
 use crate::metrics::{ClassificationMetrics, RegressionMetrics};
-use crate::model::{BackendChoice, ComputeDevice, DenseNet, DenseNetConfig};
+use crate::model::{BackendChoice, ComputeDevice, DenseNetConfig, MlpConfig, ModelConfig, Network};
 use sampling::{bootstrap, derive_seed, Split, SplitMix64};
 
 #[derive(Debug, thiserror::Error)]
@@ -64,8 +65,8 @@ pub struct TrainOptions {
     /// Label columns to train on (default: every label of the dataset).
     pub columns: Option<Vec<String>>,
     pub training: TrainConfig,
-    /// Network widths; `outputs` is set from the labels.
-    pub model: DenseNetConfig,
+    /// Architecture and widths; input size and `outputs` are set from the data.
+    pub model: ModelConfig,
     pub backend: BackendChoice,
     pub resume: bool,
     pub force: bool,
@@ -118,7 +119,7 @@ pub struct MemberReport {
 }
 
 /// SHA-256 of a file, hex.
-fn sha256_file(path: &Path) -> std::io::Result<String> {
+pub(crate) fn sha256_file(path: &Path) -> std::io::Result<String> {
     use sha2::Digest;
     let mut hasher = sha2::Sha256::new();
     let mut f = std::fs::File::open(path)?;
@@ -126,7 +127,7 @@ fn sha256_file(path: &Path) -> std::io::Result<String> {
     Ok(format!("{:x}", hasher.finalize()))
 }
 
-fn write_json<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
+pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
     write_atomically(path, |tmp| {
         std::fs::write(
             tmp,
@@ -135,41 +136,74 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
     })
 }
 
-fn save_module(model: DenseNet, path: &Path) -> Result<(), TrainError> {
+fn save_module(model: Network, path: &Path) -> Result<(), TrainError> {
     write_atomically(path, |tmp| {
-        model.save_file(tmp).map_err(|e| TrainError::Record {
+        model.save(tmp).map_err(|reason| TrainError::Record {
             path: path.to_path_buf(),
-            reason: e.to_string(),
+            reason,
         })
     })
 }
 
+/// Which weights a member publishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Keep {
+    /// The epoch with the best validation score (`train`).
+    Best,
+    /// The last step (`finetune`: its validation part is the held-out report set).
+    Last,
+}
+
+/// How long members train and which weights they keep.
+#[derive(Debug, Clone)]
+pub(crate) struct Schedule {
+    pub epochs: usize,
+    /// Stop after this many optimizer steps (the last epoch may be partial).
+    pub max_steps: Option<usize>,
+    pub keep: Keep,
+}
+
+/// Where member `m` starts and what it trains on.
+#[derive(Debug, Clone)]
+pub(crate) struct MemberPlan {
+    pub seed: u64,
+    /// Dataset rows of this member's training set (a bootstrap, possibly with anchors).
+    pub rows: Vec<usize>,
+    /// Initial weights (a parent member); fresh initialisation when `None`.
+    pub init: Option<PathBuf>,
+    /// Train only the head.
+    pub freeze_features: bool,
+}
+
 /// Everything a member's training loop needs, fixed for the run.
-struct Run<'a> {
-    data: &'a Dataset,
-    targets: &'a Targets,
-    split: &'a Split,
-    spec: &'a EnsembleSpec,
-    compute: &'a ComputeDevice,
-    out: &'a Path,
-    bar: indicatif::ProgressBar,
-    /// Inputs of the validation split, gathered once for every epoch's validation.
-    val_inputs: Vec<f32>,
+pub(crate) struct Run<'a> {
+    pub data: &'a Dataset,
+    /// Model-ready inputs of every row (standardised and imputed for catalog features).
+    pub inputs: &'a [f32],
+    pub targets: &'a Targets,
+    pub split: &'a Split,
+    pub spec: &'a EnsembleSpec,
+    pub compute: &'a ComputeDevice,
+    pub out: &'a Path,
+    pub schedule: Schedule,
+    pub bar: indicatif::ProgressBar,
+    /// Model-ready inputs of the validation split, gathered once for every epoch's validation.
+    pub val_inputs: Vec<f32>,
 }
 
 impl Run<'_> {
-    fn input_batch(&self, rows: &[usize], device: &Device) -> Tensor<3> {
-        let [b, w] = self.data.input_shape;
-        let data = TensorData::new(gather_inputs(self.data, rows), [rows.len(), b, w]);
+    fn input_batch(&self, rows: &[usize], device: &Device) -> Tensor<2> {
+        let per = self.data.input_len();
+        let data = TensorData::new(gather(self.inputs, per, rows), [rows.len(), per]);
         Tensor::from_data(data, device)
     }
 
     /// Raw outputs (standardised values or logits) of `model` on the validation split.
-    fn val_raw(&self, model: &DenseNet) -> Vec<f32> {
+    fn val_raw(&self, model: &Network) -> Vec<f32> {
         forward_all(
             model,
             &self.val_inputs,
-            self.data.input_shape,
+            self.data.input_len(),
             256,
             &self.compute.device,
         )
@@ -180,7 +214,7 @@ impl Run<'_> {
             self.targets.task,
             self.spec.standardiser.as_ref(),
             raw,
-            self.spec.model.outputs,
+            self.spec.model.outputs(),
             &self.compute.device,
         )
     }
@@ -198,9 +232,25 @@ impl Run<'_> {
                     })
                     .collect();
                 let y = Tensor::<2>::from_data(TensorData::new(y, [rows.len(), l]), device);
-                HuberLossConfig::new(self.spec.training.huber_delta as f32)
-                    .init()
-                    .forward(pred, y, Reduction::Mean)
+                match self.spec.training.loss {
+                    Loss::Huber => HuberLossConfig::new(self.spec.training.huber_delta as f32)
+                        .init()
+                        .forward(pred, y, Reduction::Mean),
+                    Loss::Mae => (pred - y).abs().mean(),
+                    Loss::Smape => {
+                        // Back to label units: p * std + mean, per label.
+                        let row = |v: &[f64]| {
+                            let v: Vec<f32> = v.iter().map(|x| *x as f32).collect();
+                            Tensor::<2>::from_data(TensorData::new(v, [1, l]), device)
+                        };
+                        let (std, mean) = (row(&s.std), row(&s.mean));
+                        let p = pred * std.clone() + mean.clone();
+                        let y = y * std + mean;
+                        let num = (p.clone() - y.clone()).abs().mul_scalar(2.0);
+                        let den = p.abs() + y.abs() + 1e-8;
+                        (num / den).mean()
+                    }
+                }
             }
             _ => {
                 let y: Vec<i64> = rows
@@ -214,11 +264,11 @@ impl Run<'_> {
     }
 
     /// Validation loss, selection score and per-label values of a model.
-    fn validate(&self, model: &DenseNet) -> (f64, f64, Vec<f64>) {
+    fn validate(&self, model: &Network) -> (f64, f64, Vec<f64>) {
         let device = &self.compute.device;
         let raw = self.val_raw(model);
         let n = self.split.val.len();
-        let outputs = self.spec.model.outputs;
+        let outputs = self.spec.model.outputs();
         let loss = {
             let pred = Tensor::<2>::from_data(TensorData::new(raw.clone(), [n, outputs]), device);
             self.loss(pred, &self.split.val, device)
@@ -258,9 +308,32 @@ impl Run<'_> {
         }
     }
 
+    /// A member's starting network: its plan's initial weights (frozen features
+    /// when asked), or a fresh seeded initialisation.
+    fn initial(&self, plan: &MemberPlan, device: &Device) -> Result<Network, TrainError> {
+        let model = match &plan.init {
+            Some(path) => {
+                self.spec
+                    .model
+                    .load(path, device)
+                    .map_err(|reason| TrainError::Record {
+                        path: path.clone(),
+                        reason,
+                    })?
+            }
+            None => self.spec.model.init(device),
+        };
+        Ok(if plan.freeze_features {
+            model.freeze_features()
+        } else {
+            model
+        })
+    }
+
     /// Trains (or resumes) member `m` and returns its report.
-    fn member(&self, m: usize) -> Result<MemberReport, TrainError> {
+    pub(crate) fn member(&self, m: usize, plan: &MemberPlan) -> Result<MemberReport, TrainError> {
         let cfg = &self.spec.training;
+        let epochs = self.schedule.epochs;
         let final_path = self.out.join(EnsembleSpec::member_file(m));
         let report_path = self.out.join(format!("member-{m:02}.json"));
         if final_path.exists() && report_path.exists() {
@@ -269,13 +342,13 @@ impl Run<'_> {
                 path: report_path.clone(),
                 reason: e.to_string(),
             })?;
-            self.bar.inc(cfg.epochs as u64);
+            self.bar.inc(epochs as u64);
             tracing::info!("member {m}: already trained, skipped");
             return Ok(report);
         }
         let work = self.out.join(format!("member-{m:02}.work"));
         std::fs::create_dir_all(&work)?;
-        let seed = derive_seed(cfg.seed, 1000 + m as u64);
+        let seed = plan.seed;
         let ad = self.compute.autodiff();
         let state_path = work.join("state.json");
         let (mut model, mut optim, mut state) = if state_path.exists() {
@@ -290,12 +363,13 @@ impl Run<'_> {
                 path: work.clone(),
                 reason,
             };
+            let resumed = MemberPlan {
+                init: Some(last),
+                ..plan.clone()
+            };
             let model = self
-                .spec
-                .model
-                .init(&ad)
-                .try_load_file(&last)
-                .map_err(|e| resume_err(format!("{}: {e}", last.display())))?;
+                .initial(&resumed, &ad)
+                .map_err(|e| resume_err(e.to_string()))?;
             let optim = AdamConfig::new()
                 .init()
                 .load(&opt)
@@ -306,31 +380,32 @@ impl Run<'_> {
         } else {
             ad.seed(seed);
             (
-                self.spec.model.init(&ad),
+                self.initial(plan, &ad)?,
                 AdamConfig::new().init(),
                 MemberState::default(),
             )
         };
-        let rows = if cfg.bootstrap && cfg.members > 1 {
-            bootstrap(&self.split.train, seed)
-        } else {
-            self.split.train.clone()
-        };
-        for epoch in state.epochs_done..cfg.epochs {
+        let batches_per_epoch = plan.rows.chunks(cfg.batch).filter(|c| c.len() >= 2).count();
+        let mut steps = state.epochs_done * batches_per_epoch;
+        for epoch in state.epochs_done..epochs {
             let t0 = Instant::now();
             // Re-seeded each epoch so a resumed run draws the same dropout masks.
             ad.seed(derive_seed(seed, 1 + epoch as u64));
-            let mut order = rows.clone();
+            let mut order = plan.rows.clone();
             SplitMix64::new(derive_seed(seed, 1_000_000 + epoch as u64)).shuffle(&mut order);
             let (mut loss_sum, mut batches) = (0.0, 0usize);
             for chunk in order.chunks(cfg.batch) {
                 if chunk.len() < 2 {
                     continue; // batch norm needs two samples
                 }
+                if self.schedule.max_steps.is_some_and(|max| steps >= max) {
+                    break;
+                }
                 let pred = model.forward(self.input_batch(chunk, &ad));
                 let loss = self.loss(pred, chunk, &ad);
                 loss_sum += loss.clone().into_scalar::<f32>() as f64;
                 batches += 1;
+                steps += 1;
                 let grads = GradientsParams::from_grads(loss.backward(), &model);
                 model = optim.step(cfg.lr, model, grads);
             }
@@ -352,21 +427,27 @@ impl Run<'_> {
             ));
             self.bar.inc(1);
             state.curves.push(record);
-            if state.best_score.is_none_or(|b| score < b) {
+            let keep = match self.schedule.keep {
+                Keep::Best => state.best_score.is_none_or(|b| score < b),
+                Keep::Last => true,
+            };
+            if keep {
                 state.best_score = Some(score);
                 state.best_epoch = Some(epoch + 1);
                 save_module(valid, &work.join("best.bpk"))?;
             }
             self.checkpoint(&work, &model, &optim, &mut state, epoch + 1)?;
         }
-        // Publish the member: best weights, curves, report; then drop the work dir.
+        // Publish the member: kept weights, curves, report; then drop the work dir.
         let evaluation = {
-            let best = self.spec.model.init(&self.compute.device);
-            let best = best
-                .try_load_file(work.join("best.bpk"))
-                .map_err(|e| TrainError::Record {
-                    path: work.join("best.bpk"),
-                    reason: e.to_string(),
+            let kept = work.join("best.bpk");
+            let best = self
+                .spec
+                .model
+                .load(&kept, &self.compute.device)
+                .map_err(|reason| TrainError::Record {
+                    path: kept.clone(),
+                    reason,
                 })?
                 .valid();
             let pred = self.label_units(self.val_raw(&best));
@@ -375,7 +456,7 @@ impl Run<'_> {
                 self.data,
                 &self.split.val,
                 &[pred],
-                self.spec.model.outputs,
+                self.spec.model.outputs(),
             )
         };
         write_curves(
@@ -401,7 +482,7 @@ impl Run<'_> {
     fn checkpoint(
         &self,
         work: &Path,
-        model: &DenseNet,
+        model: &Network,
         optim: &ModuleOptimizer,
         state: &mut MemberState,
         done: usize,
@@ -425,23 +506,28 @@ impl Run<'_> {
     }
 }
 
-fn gather_inputs(data: &Dataset, rows: &[usize]) -> Vec<f32> {
-    let mut buf = Vec::with_capacity(rows.len() * data.input_len());
+/// Rows `rows` of row-major `inputs` with `per` values each.
+pub(crate) fn gather(inputs: &[f32], per: usize, rows: &[usize]) -> Vec<f32> {
+    let mut buf = Vec::with_capacity(rows.len() * per);
     for &r in rows {
-        buf.extend_from_slice(data.input(r));
+        buf.extend_from_slice(&inputs[r * per..(r + 1) * per]);
     }
     buf
 }
 
 /// M2 selection when every label is strictly positive in the training split.
-fn selection_is_m2(targets: &Targets, train: &[usize]) -> bool {
+pub(crate) fn selection_is_m2(targets: &Targets, train: &[usize]) -> bool {
     let l = targets.names.len();
     train
         .iter()
         .all(|&r| (0..l).all(|j| targets.values[r * l + j] > 0.0))
 }
 
-fn write_curves(path: &Path, names: &[String], curves: &[EpochRecord]) -> std::io::Result<()> {
+pub(crate) fn write_curves(
+    path: &Path,
+    names: &[String],
+    curves: &[EpochRecord],
+) -> std::io::Result<()> {
     write_atomically(path, |tmp| {
         let mut w = csv::Writer::from_path(tmp)?;
         let mut header = vec![
@@ -469,7 +555,7 @@ fn write_curves(path: &Path, names: &[String], curves: &[EpochRecord]) -> std::i
 }
 
 /// (epoch, training loss, validation loss, validation score) rows of a member's CSV.
-fn read_curves(path: &Path) -> std::io::Result<crate::plot::Curve> {
+pub(crate) fn read_curves(path: &Path) -> std::io::Result<crate::plot::Curve> {
     let mut r = csv::Reader::from_path(path)?;
     let mut out = Vec::new();
     for rec in r.records() {
@@ -484,18 +570,191 @@ fn read_curves(path: &Path) -> std::io::Result<crate::plot::Curve> {
     Ok(out)
 }
 
+/// `provenance.json`: where a model came from.
 #[derive(Serialize)]
-struct Provenance<'a> {
-    spectrain_version: &'static str,
-    git_commit: &'static str,
-    backend: &'a str,
-    backend_reason: &'a str,
-    device: String,
-    dataset: String,
-    dataset_sha256: String,
-    started_unix: u64,
-    wall_seconds: f64,
-    completed: bool,
+pub(crate) struct Provenance {
+    pub spectrain_version: &'static str,
+    pub git_commit: &'static str,
+    pub command: &'static str,
+    pub backend: String,
+    pub backend_reason: String,
+    pub device: String,
+    pub dataset: String,
+    pub dataset_sha256: String,
+    pub started_unix: u64,
+    pub wall_seconds: f64,
+    pub completed: bool,
+    /// `finetune`: the parent model and how it was fine-tuned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<serde_json::Value>,
+}
+
+impl Provenance {
+    pub(crate) fn new(
+        command: &'static str,
+        compute: &ComputeDevice,
+        data: &Path,
+    ) -> std::io::Result<Self> {
+        Ok(Self {
+            spectrain_version: env!("CARGO_PKG_VERSION"),
+            git_commit: option_env!("SPECTRAIN_GIT_COMMIT").unwrap_or("unknown"),
+            command,
+            backend: compute.backend.to_string(),
+            backend_reason: compute.reason.clone(),
+            device: format!("{:?}", compute.device),
+            dataset: data.display().to_string(),
+            dataset_sha256: sha256_file(data)?,
+            started_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            wall_seconds: 0.0,
+            completed: false,
+            parent: None,
+        })
+    }
+}
+
+/// Per label `[min, max]` of `rows` of row-major `[N, l]` values.
+pub(crate) fn label_ranges(values: &[f32], l: usize, rows: &[usize]) -> Vec<[f64; 2]> {
+    (0..l)
+        .map(|j| {
+            rows.iter()
+                .fold([f64::INFINITY, f64::NEG_INFINITY], |[lo, hi], &r| {
+                    let v = values[r * l + j] as f64;
+                    [lo.min(v), hi.max(v)]
+                })
+        })
+        .collect()
+}
+
+/// The network configuration fitted to a dataset: input size from the data,
+/// outputs from the labels.
+fn fit_model(
+    model: &ModelConfig,
+    data: &Dataset,
+    outputs: usize,
+) -> Result<ModelConfig, TrainError> {
+    Ok(match model {
+        ModelConfig::Densenet(c) => {
+            if data.features.is_some() {
+                return Err(TrainError::Config(
+                    "this is a catalog-feature dataset (prepare-table): train it with --arch mlp"
+                        .into(),
+                ));
+            }
+            ModelConfig::Densenet(DenseNetConfig {
+                in_channels: data.input_shape[0],
+                length: data.input_shape[1],
+                outputs,
+                ..c.clone()
+            })
+        }
+        ModelConfig::Mlp(c) => {
+            c.check().map_err(TrainError::Config)?;
+            ModelConfig::Mlp(MlpConfig {
+                inputs: data.input_len(),
+                outputs,
+                ..c.clone()
+            })
+        }
+    })
+}
+
+/// Opens the model directory: new, replaced (`force`), or continued
+/// (`resume`, only when the saved spec is this run's).
+pub(crate) fn open_model_dir(
+    out: &Path,
+    spec: &EnsembleSpec,
+    resume: bool,
+    force: bool,
+) -> Result<(), TrainError> {
+    let spec_path = out.join("spec.json");
+    if out.exists() && !out.is_dir() {
+        return Err(TrainError::Config(format!(
+            "{} exists and is not a directory",
+            out.display()
+        )));
+    }
+    if out.exists() {
+        if resume {
+            let text = std::fs::read_to_string(&spec_path)?;
+            let saved: EnsembleSpec =
+                serde_json::from_str(&text).map_err(|e| TrainError::Resume {
+                    path: spec_path.clone(),
+                    reason: e.to_string(),
+                })?;
+            if &saved != spec {
+                return Err(TrainError::Resume {
+                    path: spec_path,
+                    reason: "the saved spec differs from this run's data or settings".into(),
+                });
+            }
+        } else if force {
+            std::fs::remove_dir_all(out)?;
+        } else {
+            return Err(TrainError::Exists(out.to_path_buf()));
+        }
+    }
+    std::fs::create_dir_all(out)?;
+    write_json(&spec_path, spec)?;
+    Ok(())
+}
+
+/// Trains every member of `plans`, then scores the ensemble on the validation
+/// split and writes `metrics.json` and `curves.png`.
+pub(crate) fn run_members(
+    run: &Run,
+    plans: &[MemberPlan],
+    started: Instant,
+) -> Result<TrainReport, TrainError> {
+    let members = plans
+        .iter()
+        .enumerate()
+        .map(|(m, plan)| run.member(m, plan))
+        .collect::<Result<Vec<_>, _>>()?;
+    run.bar.finish_and_clear();
+    let ensemble = crate::ensemble::Ensemble::load(run.out, &run.compute.device).map_err(|e| {
+        TrainError::Record {
+            path: run.out.to_path_buf(),
+            reason: e.to_string(),
+        }
+    })?;
+    // The ensemble takes raw inputs (it standardises catalog features itself).
+    let raw_val = gather(&run.data.inputs, run.data.input_len(), &run.split.val);
+    let preds = ensemble.predict(&raw_val, 256);
+    let targets = run.targets;
+    let report = TrainReport {
+        task: targets.task,
+        label_names: targets.names.clone(),
+        train_rows: run.split.train.len(),
+        val_rows: run.split.val.len(),
+        selection_score: match (targets.task, run.schedule.keep) {
+            (_, Keep::Last) => "last-step",
+            (Task::Classify, _) => "cross-entropy",
+            (Task::Regress, _) if selection_is_m2(targets, &run.split.train) => "m2-percent",
+            (Task::Regress, _) => "standardised-mae",
+        },
+        members,
+        ensemble: evaluate(
+            targets,
+            run.data,
+            &run.split.val,
+            &preds.members,
+            run.spec.model.outputs(),
+        ),
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    write_json(&run.out.join("metrics.json"), &report)?;
+    let curves = (0..plans.len())
+        .map(|m| read_curves(&run.out.join(format!("member-{m:02}.csv"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Err(e) =
+        crate::plot::training_curves(&run.out.join("curves.png"), report.selection_score, &curves)
+    {
+        // A missing picture is no reason to lose a trained model.
+        tracing::warn!("{e}");
+    }
+    Ok(report)
 }
 
 pub fn train(opts: &TrainOptions) -> Result<TrainReport, TrainError> {
@@ -506,7 +765,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport, TrainError> {
         .map_err(|e| TrainError::Config(e.to_string()))?;
     if data.len() < 4 {
         return Err(TrainError::Config(format!(
-            "{} has {} spectra; at least 4 are needed",
+            "{} has {} rows; at least 4 are needed",
             opts.data.display(),
             data.len()
         )));
@@ -518,17 +777,6 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport, TrainError> {
     let l = targets.names.len();
     let standardiser = (targets.task == Task::Regress)
         .then(|| Standardiser::fit(&targets.values, l, &split.train));
-    let label_ranges = (0..l)
-        .map(|j| {
-            split
-                .train
-                .iter()
-                .fold([f64::INFINITY, f64::NEG_INFINITY], |[lo, hi], &r| {
-                    let v = targets.values[r * l + j] as f64;
-                    [lo.min(v), hi.max(v)]
-                })
-        })
-        .collect();
     let snr: Vec<f64> = split
         .train
         .iter()
@@ -541,16 +789,24 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport, TrainError> {
                 [lo.min(v), hi.max(v)]
             })
     });
-    let model = DenseNetConfig {
-        in_channels: data.input_shape[0],
-        length: data.input_shape[1],
-        outputs: if targets.task == Task::Classify {
-            targets.classes
-        } else {
-            l
-        },
-        ..opts.model.clone()
+    let outputs = if targets.task == Task::Classify {
+        targets.classes
+    } else {
+        l
     };
+    let model = fit_model(&opts.model, &data, outputs)?;
+    // Catalog features are standardised with the training split's statistics.
+    let features = data
+        .features
+        .as_ref()
+        .map(|names| FeatureScaler::fit(names, &data.inputs, &split.train));
+    let mut inputs = data.inputs.clone();
+    if let Some(f) = &features {
+        let imputed: usize = f.transform(&mut inputs).iter().map(Vec::len).sum();
+        if imputed > 0 {
+            tracing::info!("{imputed} missing feature values imputed with their training mean");
+        }
+    }
     let spec = EnsembleSpec {
         spectrain_version: env!("CARGO_PKG_VERSION").into(),
         task: targets.task,
@@ -561,120 +817,54 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport, TrainError> {
         preprocess: data.preprocess.clone(),
         standardiser,
         domain: TrainingDomain {
-            label_ranges,
+            label_ranges: label_ranges(&targets.values, l, &split.train),
             snrg_range,
-            input_envelope: Some(InputEnvelope::fit(
-                &data.inputs,
-                data.input_len(),
-                &split.train,
-            )),
+            input_envelope: features
+                .is_none()
+                .then(|| InputEnvelope::fit(&data.inputs, data.input_len(), &split.train)),
         },
+        features,
     };
-
-    // The model directory: new, replaced (--force), or continued (--resume).
-    let spec_path = opts.out.join("spec.json");
-    if opts.out.exists() && !opts.out.is_dir() {
-        return Err(TrainError::Config(format!(
-            "{} exists and is not a directory",
-            opts.out.display()
-        )));
-    }
-    if opts.out.exists() {
-        if opts.resume {
-            let text = std::fs::read_to_string(&spec_path)?;
-            let saved: EnsembleSpec =
-                serde_json::from_str(&text).map_err(|e| TrainError::Resume {
-                    path: spec_path.clone(),
-                    reason: e.to_string(),
-                })?;
-            if saved != spec {
-                return Err(TrainError::Resume {
-                    path: spec_path,
-                    reason: "the saved spec differs from this run's data or settings".into(),
-                });
-            }
-        } else if opts.force {
-            std::fs::remove_dir_all(&opts.out)?;
-        } else {
-            return Err(TrainError::Exists(opts.out.clone()));
-        }
-    }
-    std::fs::create_dir_all(&opts.out)?;
-    write_json(&spec_path, &spec)?;
-    let dataset_sha256 = sha256_file(&opts.data)?;
-    let provenance = |completed: bool| Provenance {
-        spectrain_version: env!("CARGO_PKG_VERSION"),
-        git_commit: option_env!("SPECTRAIN_GIT_COMMIT").unwrap_or("unknown"),
-        backend: compute.backend,
-        backend_reason: &compute.reason,
-        device: format!("{:?}", compute.device),
-        dataset: opts.data.display().to_string(),
-        dataset_sha256: dataset_sha256.clone(),
-        started_unix: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
-        wall_seconds: start.elapsed().as_secs_f64(),
-        completed,
-    };
-    write_json(&opts.out.join("provenance.json"), &provenance(false))?;
+    open_model_dir(&opts.out, &spec, opts.resume, opts.force)?;
+    let mut provenance = Provenance::new("train", &compute, &opts.data)?;
+    write_json(&opts.out.join("provenance.json"), &provenance)?;
 
     let cfg = &spec.training;
     let bar = crate::progress::bar((cfg.members * cfg.epochs) as u64, "train", opts.progress);
     let run = Run {
         data: &data,
+        inputs: &inputs,
         targets: &targets,
         split: &split,
         spec: &spec,
         compute: &compute,
         out: &opts.out,
-        bar,
-        val_inputs: gather_inputs(&data, &split.val),
-    };
-    let members = (0..cfg.members)
-        .map(|m| run.member(m))
-        .collect::<Result<Vec<_>, _>>()?;
-    run.bar.finish_and_clear();
-
-    // The ensemble on the validation split.
-    let ensemble = crate::ensemble::Ensemble::load(&opts.out, &compute.device).map_err(|e| {
-        TrainError::Record {
-            path: opts.out.clone(),
-            reason: e.to_string(),
-        }
-    })?;
-    let preds = ensemble.predict(&run.val_inputs, 256);
-    let report = TrainReport {
-        task: targets.task,
-        label_names: targets.names.clone(),
-        train_rows: split.train.len(),
-        val_rows: split.val.len(),
-        selection_score: match targets.task {
-            Task::Classify => "cross-entropy",
-            Task::Regress if selection_is_m2(&targets, &split.train) => "m2-percent",
-            Task::Regress => "standardised-mae",
+        schedule: Schedule {
+            epochs: cfg.epochs,
+            max_steps: None,
+            keep: Keep::Best,
         },
-        members,
-        ensemble: evaluate(
-            &targets,
-            &data,
-            &split.val,
-            &preds.members,
-            spec.model.outputs,
-        ),
-        seconds: start.elapsed().as_secs_f64(),
+        bar,
+        val_inputs: gather(&inputs, data.input_len(), &split.val),
     };
-    write_json(&opts.out.join("metrics.json"), &report)?;
-    let curves = (0..cfg.members)
-        .map(|m| read_curves(&opts.out.join(format!("member-{m:02}.csv"))))
-        .collect::<Result<Vec<_>, _>>()?;
-    if let Err(e) = crate::plot::training_curves(
-        &opts.out.join("curves.png"),
-        report.selection_score,
-        &curves,
-    ) {
-        // A missing picture is no reason to lose a trained model.
-        tracing::warn!("{e}");
-    }
-    write_json(&opts.out.join("provenance.json"), &provenance(true))?;
+    let plans: Vec<MemberPlan> = (0..cfg.members)
+        .map(|m| {
+            let seed = derive_seed(cfg.seed, 1000 + m as u64);
+            MemberPlan {
+                seed,
+                rows: if cfg.bootstrap && cfg.members > 1 {
+                    bootstrap(&split.train, seed)
+                } else {
+                    split.train.clone()
+                },
+                init: None,
+                freeze_features: false,
+            }
+        })
+        .collect();
+    let report = run_members(&run, &plans, start)?;
+    provenance.wall_seconds = start.elapsed().as_secs_f64();
+    provenance.completed = true;
+    write_json(&opts.out.join("provenance.json"), &provenance)?;
     Ok(report)
 }

@@ -1,0 +1,449 @@
+//! `spectrain baseline`: the non-deep comparisons of the papers (random forest,
+//! gradient-boosted trees, ridge regression) fitted on the same dataset, split
+//! and labels as `train`, and scored with the same report as `evaluate`, so a
+//! DenseNet-versus-trees table can be made on any data.
+//!
+//! The models come from maintained crates: smartcore 0.7 (random forest,
+//! ridge) and forust-ml 0.8 (histogram gradient boosting). One model per label.
+//! Catalog features get the same treatment as in `train` (standardised with
+//! the training split, missing values imputed with the training mean).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use forust_ml::objective::ObjectiveType;
+use forust_ml::{GradientBooster, Matrix};
+use rayon::prelude::*;
+use serde::Serialize;
+use smartcore::ensemble::random_forest_regressor::{
+    RandomForestRegressor, RandomForestRegressorParameters,
+};
+use smartcore::linalg::basic::arrays::Array;
+use smartcore::linalg::basic::matrix::DenseMatrix;
+use smartcore::linalg::traits::cholesky::CholeskyDecomposable;
+use smartcore::linear::ridge_regression::{
+    RidgeRegression, RidgeRegressionParameters, RidgeRegressionSolverName,
+};
+
+use crate::dataset::{Dataset, DatasetError};
+use crate::ensemble::{FeatureScaler, Predictions, Task};
+use crate::evaluate::{select_targets, EvaluationReport};
+use crate::train::gather;
+use crate::train::sampling::Split;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// Random forest (smartcore): `--trees` trees, F/3 features tried per split.
+    Rf,
+    /// Gradient-boosted trees (forust-ml): squared loss, depth 6, learning rate 0.1.
+    Gbdt,
+    /// Ridge regression on standardised inputs, alpha chosen on an inner split.
+    Linear,
+}
+
+impl Method {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Rf => "rf",
+            Self::Gbdt => "gbdt",
+            Self::Linear => "linear",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct BaselineOptions {
+    pub data: PathBuf,
+    /// Score on this dataset instead of the validation split of `data`.
+    pub test: Option<PathBuf>,
+    pub out: PathBuf,
+    pub method: Method,
+    pub columns: Option<Vec<String>>,
+    pub val_fraction: f64,
+    pub seed: u64,
+    /// Random forest size.
+    pub trees: usize,
+    /// Boosting rounds.
+    pub rounds: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BaselineError {
+    #[error(transparent)]
+    Dataset(#[from] DatasetError),
+    #[error("{0}")]
+    Config(String),
+    #[error("{method:?} on label {label}: {reason}")]
+    Fit {
+        method: Method,
+        label: String,
+        reason: String,
+    },
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A fitted model of one label.
+enum Fitted {
+    Forest(Vec<RandomForestRegressor<f32, f32, DenseMatrix<f32>, Vec<f32>>>),
+    Boosted(Box<GradientBooster>),
+    Linear(Ridge),
+}
+
+/// A fitted ridge regression, in the original input units: `y = w . x + b`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ridge {
+    pub w: Vec<f64>,
+    pub b: f64,
+}
+
+impl Ridge {
+    /// Ridge regression of `y` on row-major `x` (`n` rows, `f` inputs), the
+    /// inputs standardised (population std) and alpha in those units, with an
+    /// intercept: what scikit-learn's `StandardScaler` + `Ridge(alpha)` fits.
+    pub fn fit(x: &[f32], n: usize, f: usize, y: &[f32], alpha: f64) -> Result<Self, String> {
+        match fit_ridge(x, n, f, y, alpha)? {
+            Fitted::Linear(r) => Ok(r),
+            _ => unreachable!("fit_ridge returns a linear model"),
+        }
+    }
+
+    pub fn predict(&self, x: &[f32]) -> Vec<f32> {
+        x.chunks_exact(self.w.len().max(1))
+            .map(|r| {
+                (self.b
+                    + r.iter()
+                        .zip(&self.w)
+                        .map(|(&v, w)| v as f64 * w)
+                        .sum::<f64>()) as f32
+            })
+            .collect()
+    }
+}
+
+/// Forests are fitted as this many sub-forests in parallel (fixed, so the
+/// result does not depend on the number of cores).
+const FOREST_PARTS: usize = 4;
+
+fn col_major_f64(x: &[f32], n: usize, f: usize) -> Vec<f64> {
+    let mut c = vec![0f64; n * f];
+    for i in 0..n {
+        for j in 0..f {
+            c[j * n + i] = x[i * f + j] as f64;
+        }
+    }
+    c
+}
+
+fn fit_forest(
+    x: &[f32],
+    n: usize,
+    f: usize,
+    y: &[f32],
+    trees: usize,
+    seed: u64,
+) -> Result<Fitted, String> {
+    let per = trees.div_ceil(FOREST_PARTS).max(1);
+    let parts = (0..FOREST_PARTS)
+        .into_par_iter()
+        .map(|k| {
+            let xm = DenseMatrix::new(n, f, x.to_vec(), false).map_err(|e| e.to_string())?;
+            let params = RandomForestRegressorParameters::default()
+                .with_n_trees(per)
+                .with_m((f / 3).max(1))
+                .with_min_samples_leaf(1)
+                .with_seed(seed.wrapping_add(k as u64 * 1_000_003));
+            RandomForestRegressor::fit(&xm, &y.to_vec(), params).map_err(|e| e.to_string())
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok(Fitted::Forest(parts))
+}
+
+fn fit_boosted(
+    x: &[f32],
+    n: usize,
+    f: usize,
+    y: &[f32],
+    rounds: usize,
+    seed: u64,
+) -> Result<Fitted, String> {
+    let xc = col_major_f64(x, n, f);
+    let yd: Vec<f64> = y.iter().map(|&v| v as f64).collect();
+    let mut model = GradientBooster::default()
+        .set_objective_type(ObjectiveType::SquaredLoss)
+        .set_iterations(rounds)
+        .set_max_depth(6)
+        .set_learning_rate(0.1)
+        .set_nbins(64)
+        .set_subsample(0.8)
+        .set_colsample_bytree(if f > 64 { 0.3 } else { 1.0 })
+        .set_seed(seed)
+        .set_parallel(true);
+    model
+        .fit_unweighted(&Matrix::new(&xc, n, f), &yd, None)
+        .map_err(|e| e.to_string())?;
+    Ok(Fitted::Boosted(Box::new(model)))
+}
+
+/// Ridge with standardised inputs: smartcore's solver when there are more rows
+/// than inputs; otherwise (spectra: 4096 pixels) the same problem in dual form,
+/// (Z Z^T + alpha I) a = y - mean(y), w = Z^T a, with smartcore's Cholesky.
+fn fit_ridge(x: &[f32], n: usize, f: usize, y: &[f32], alpha: f64) -> Result<Fitted, String> {
+    let (mut mean, mut sq) = (vec![0f64; f], vec![0f64; f]);
+    for row in x.chunks_exact(f) {
+        for j in 0..f {
+            let v = row[j] as f64;
+            mean[j] += v;
+            sq[j] += v * v;
+        }
+    }
+    let inv_std: Vec<f64> = (0..f)
+        .map(|j| {
+            mean[j] /= n as f64;
+            let var = sq[j] / n as f64 - mean[j] * mean[j];
+            if var > 1e-12 {
+                1.0 / var.sqrt()
+            } else {
+                0.0 // a constant input carries no information
+            }
+        })
+        .collect();
+    let has_constant = inv_std.contains(&0.0);
+    if n > f && !has_constant {
+        let xm = DenseMatrix::new(n, f, x.to_vec(), false).map_err(|e| e.to_string())?;
+        let params = RidgeRegressionParameters::default()
+            .with_alpha(alpha as f32)
+            .with_normalize(true)
+            .with_solver(RidgeRegressionSolverName::Cholesky);
+        let m: RidgeRegression<f32, f32, DenseMatrix<f32>, Vec<f32>> =
+            RidgeRegression::fit(&xm, &y.to_vec(), params).map_err(|e| e.to_string())?;
+        let coef = m.coefficients();
+        return Ok(Fitted::Linear(Ridge {
+            w: (0..f).map(|j| *coef.get((j, 0)) as f64).collect(),
+            b: *m.intercept() as f64,
+        }));
+    }
+    let z: Vec<f64> = (0..n * f)
+        .map(|k| (x[k] as f64 - mean[k % f]) * inv_std[k % f])
+        .collect();
+    let ybar = y.iter().map(|&v| v as f64).sum::<f64>() / n as f64;
+    let gram: Vec<f64> = (0..n)
+        .into_par_iter()
+        .flat_map_iter(|i| {
+            let zi = &z[i * f..(i + 1) * f];
+            let z = &z;
+            (0..n).map(move |j| {
+                let d: f64 = zi
+                    .iter()
+                    .zip(&z[j * f..(j + 1) * f])
+                    .map(|(a, b)| a * b)
+                    .sum();
+                if i == j {
+                    d + alpha
+                } else {
+                    d
+                }
+            })
+        })
+        .collect();
+    let km = DenseMatrix::new(n, n, gram, false).map_err(|e| e.to_string())?;
+    let rhs = DenseMatrix::new(n, 1, y.iter().map(|&v| v as f64 - ybar).collect(), false)
+        .map_err(|e| e.to_string())?;
+    let a = km.cholesky_solve_mut(rhs).map_err(|e| e.to_string())?;
+    let mut w = vec![0f64; f];
+    for i in 0..n {
+        let ai = *a.get((i, 0));
+        for j in 0..f {
+            w[j] += ai * z[i * f + j];
+        }
+    }
+    for j in 0..f {
+        w[j] *= inv_std[j];
+    }
+    let b = ybar - w.iter().zip(&mean).map(|(w, m)| w * m).sum::<f64>();
+    Ok(Fitted::Linear(Ridge { w, b }))
+}
+
+impl Fitted {
+    fn predict(&self, x: &[f32], n: usize, f: usize) -> Result<Vec<f32>, String> {
+        Ok(match self {
+            Self::Forest(parts) => {
+                let xm = DenseMatrix::new(n, f, x.to_vec(), false).map_err(|e| e.to_string())?;
+                let mut acc = vec![0f32; n];
+                for p in parts {
+                    for (a, v) in acc
+                        .iter_mut()
+                        .zip(p.predict(&xm).map_err(|e| e.to_string())?)
+                    {
+                        *a += v;
+                    }
+                }
+                acc.into_iter().map(|a| a / parts.len() as f32).collect()
+            }
+            Self::Boosted(m) => m
+                .predict(&Matrix::new(&col_major_f64(x, n, f), n, f), true)
+                .into_iter()
+                .map(|v| v as f32)
+                .collect(),
+            Self::Linear(r) => r.predict(x),
+        })
+    }
+}
+
+/// Ridge's alpha: the best of a grid on an 80/20 split of the training rows.
+fn choose_alpha(x: &[f32], f: usize, y: &[f32], seed: u64) -> Result<f64, String> {
+    let n = y.len();
+    let inner = Split::new(n, 0.2, seed);
+    let xt = gather(x, f, &inner.train);
+    let yt: Vec<f32> = inner.train.iter().map(|&r| y[r]).collect();
+    let xv = gather(x, f, &inner.val);
+    let mut best = (f64::INFINITY, 1.0);
+    for alpha in [1e-2, 1e-1, 1.0, 1e1, 1e2, 1e3, 1e4, 1e5] {
+        let m = fit_ridge(&xt, inner.train.len(), f, &yt, alpha)?;
+        let p = m.predict(&xv, inner.val.len(), f)?;
+        let mae = inner
+            .val
+            .iter()
+            .zip(&p)
+            .map(|(&r, p)| (p - y[r]).abs() as f64)
+            .sum::<f64>()
+            / inner.val.len().max(1) as f64;
+        if mae < best.0 {
+            best = (mae, alpha);
+        }
+    }
+    Ok(best.1)
+}
+
+/// What was fitted, in `baseline.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct BaselineInfo {
+    pub method: Method,
+    pub implementation: &'static str,
+    pub train_rows: usize,
+    pub scored_on: String,
+    pub scored_rows: usize,
+    /// Ridge: the alpha chosen per label.
+    pub alpha: Vec<f64>,
+    pub seconds: f64,
+}
+
+pub fn baseline(opts: &BaselineOptions) -> Result<(EvaluationReport, BaselineInfo), BaselineError> {
+    let start = Instant::now();
+    let data = Dataset::read(&opts.data)?;
+    let targets = select_targets(&data, opts.columns.as_deref(), Task::Regress)
+        .map_err(|e| BaselineError::Config(e.to_string()))?;
+    let split = Split::new(data.len(), opts.val_fraction, opts.seed);
+    let f = data.input_len();
+    let scaler = data
+        .features
+        .as_ref()
+        .map(|names| FeatureScaler::fit(names, &data.inputs, &split.train));
+    let prepare = |inputs: &[f32]| {
+        let mut x = inputs.to_vec();
+        if let Some(s) = &scaler {
+            s.transform(&mut x);
+        }
+        x
+    };
+    let x_train = prepare(&gather(&data.inputs, f, &split.train));
+    // The scored set: the validation split, or another dataset.
+    let test_data = match &opts.test {
+        Some(path) => {
+            let t = Dataset::read(path)?;
+            if t.features != data.features || t.preprocess != data.preprocess {
+                return Err(BaselineError::Config(format!(
+                    "{}: prepared differently from {} (recipe or features)",
+                    path.display(),
+                    opts.data.display()
+                )));
+            }
+            Some(t)
+        }
+        None => None,
+    };
+    let (scored, scored_rows, test_targets) = match &test_data {
+        Some(t) => {
+            let tt = select_targets(t, Some(&targets.names), Task::Regress)
+                .map_err(|e| BaselineError::Config(e.to_string()))?;
+            (t, (0..t.len()).collect::<Vec<_>>(), tt)
+        }
+        None => (
+            &data,
+            split.val.clone(),
+            select_targets(&data, Some(&targets.names), Task::Regress)
+                .map_err(|e| BaselineError::Config(e.to_string()))?,
+        ),
+    };
+    let x_test = prepare(&gather(&scored.inputs, f, &scored_rows));
+    let l = targets.names.len();
+    let (n_train, n_test) = (split.train.len(), scored_rows.len());
+    let mut pred = vec![0f32; n_test * l];
+    let mut alphas = Vec::new();
+    for (j, name) in targets.names.iter().enumerate() {
+        let y: Vec<f32> = split
+            .train
+            .iter()
+            .map(|&r| targets.values[r * l + j])
+            .collect();
+        let fit_err = |reason: String| BaselineError::Fit {
+            method: opts.method,
+            label: name.clone(),
+            reason,
+        };
+        tracing::info!(
+            "{:?}: fitting {name} on {n_train} rows x {f} inputs",
+            opts.method
+        );
+        let model = match opts.method {
+            Method::Rf => fit_forest(&x_train, n_train, f, &y, opts.trees, opts.seed),
+            Method::Gbdt => fit_boosted(&x_train, n_train, f, &y, opts.rounds, opts.seed),
+            Method::Linear => {
+                let alpha = choose_alpha(&x_train, f, &y, opts.seed).map_err(fit_err)?;
+                alphas.push(alpha);
+                fit_ridge(&x_train, n_train, f, &y, alpha)
+            }
+        }
+        .map_err(fit_err)?;
+        let p = model.predict(&x_test, n_test, f).map_err(fit_err)?;
+        for (i, v) in p.into_iter().enumerate() {
+            pred[i * l + j] = v;
+        }
+    }
+    let preds = Predictions {
+        outputs: l,
+        members: vec![pred],
+    };
+    let implementation = match opts.method {
+        Method::Rf => "smartcore 0.7 RandomForestRegressor (F/3 inputs per split)",
+        Method::Gbdt => "forust-ml 0.8 GradientBooster (squared loss, depth 6, lr 0.1, 64 bins)",
+        Method::Linear => "ridge on standardised inputs (smartcore 0.7 Cholesky)",
+    };
+    let scored_on = match &opts.test {
+        Some(p) => p.display().to_string(),
+        None => format!("validation split of {}", opts.data.display()),
+    };
+    let report = crate::evaluate::write_report(
+        &opts.out,
+        format!("baseline {}: {implementation}", opts.method.name()),
+        scored_on.clone(),
+        scored,
+        &scored_rows,
+        &test_targets,
+        &preds,
+    )?;
+    let info = BaselineInfo {
+        method: opts.method,
+        implementation,
+        train_rows: n_train,
+        scored_on,
+        scored_rows: n_test,
+        alpha: alphas,
+        seconds: start.elapsed().as_secs_f64(),
+    };
+    crate::atomic::write_atomically(&opts.out.join("baseline.json"), |tmp| {
+        std::fs::write(tmp, serde_json::to_string_pretty(&info).expect("json"))
+    })?;
+    Ok((report, info))
+}

@@ -1,0 +1,189 @@
+//! `spectrain predict --table`: a catalog-feature model over a CSV, one output
+//! row per input row, predicted or rejected with its reason.
+//!
+//! Rows are read and predicted in chunks and written to a temporary file that
+//! is renamed into place when complete, so memory stays flat and a killed run
+//! leaves no half-written catalog.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use super::{column_indices, read_features, reader, MissingFeatures, RowFeatures, TableError};
+use crate::atomic::write_atomically;
+use crate::ensemble::{Ensemble, EnsembleError, Task};
+use crate::model::BackendChoice;
+
+const CHUNK: usize = 65_536;
+
+#[derive(Debug, Clone)]
+pub struct PredictTableOptions {
+    pub model: PathBuf,
+    pub table: PathBuf,
+    pub out: PathBuf,
+    /// Column naming each row (default: its 1-based row number).
+    pub id: Option<String>,
+    pub batch: usize,
+    pub backend: BackendChoice,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PredictTableError {
+    #[error(transparent)]
+    Table(#[from] TableError),
+    #[error(transparent)]
+    Ensemble(#[from] EnsembleError),
+    #[error(transparent)]
+    Backend(#[from] crate::model::backend::BackendError),
+    #[error("{0}: this model reads spectra; use predict --spectra")]
+    NotATableModel(PathBuf),
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PredictTableSummary {
+    pub rows: usize,
+    pub ok: usize,
+    pub imputed: usize,
+    pub rejected: BTreeMap<String, usize>,
+    pub seconds: f64,
+}
+
+/// The output columns.
+pub fn columns(ensemble: &Ensemble) -> Vec<String> {
+    let spec = &ensemble.spec;
+    let mut c: Vec<String> = ["row", "id", "status", "reason"].map(String::from).to_vec();
+    match spec.task {
+        Task::Regress => {
+            for l in &spec.label_names {
+                c.push(l.clone());
+                c.push(format!("{l}_std"));
+            }
+        }
+        Task::Classify => {
+            c.push("class".into());
+            for k in &spec.classes {
+                c.push(format!("p_{k}"));
+                c.push(format!("p_{k}_std"));
+            }
+        }
+    }
+    c.extend(["imputed", "outside_features", "flag_range", "flag_domain"].map(String::from));
+    c
+}
+
+pub fn predict_table(opts: &PredictTableOptions) -> Result<PredictTableSummary, PredictTableError> {
+    let start = Instant::now();
+    let compute = opts.backend.resolve()?;
+    let ensemble = Ensemble::load(&opts.model, &compute.device)?;
+    let spec = &ensemble.spec;
+    let scaler = spec
+        .features
+        .as_ref()
+        .ok_or_else(|| PredictTableError::NotATableModel(opts.model.clone()))?;
+    let mut r = reader(&opts.table)?;
+    let header = r
+        .headers()
+        .map_err(|source| TableError::Csv {
+            path: opts.table.clone(),
+            source,
+        })?
+        .clone();
+    // Every feature the model was trained on must be there: an error naming it otherwise.
+    let fidx = column_indices(&opts.table, &header, &scaler.names, "feature of the model")?;
+    let id_idx = match &opts.id {
+        Some(c) => Some(column_indices(&opts.table, &header, std::slice::from_ref(c), "id")?[0]),
+        None => None,
+    };
+    let out_cols = columns(&ensemble);
+    if let Some(dir) = opts.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut summary = PredictTableSummary::default();
+    write_atomically(&opts.out, |tmp| -> Result<(), PredictTableError> {
+        let mut w = csv::Writer::from_path(tmp).map_err(std::io::Error::other)?;
+        w.write_record(&out_cols).map_err(std::io::Error::other)?;
+        let mut records = r.records().enumerate().peekable();
+        while records.peek().is_some() {
+            let chunk: Vec<_> = records.by_ref().take(CHUNK).collect();
+            let mut rows = Vec::with_capacity(chunk.len());
+            let mut inputs = Vec::new();
+            for (i, rec) in chunk {
+                let rec = rec.map_err(|source| TableError::Csv {
+                    path: opts.table.clone(),
+                    source,
+                })?;
+                let row_no = (i + 1).to_string();
+                let id = id_idx
+                    .and_then(|c| rec.get(c))
+                    .filter(|s| !s.is_empty())
+                    .map_or(row_no.clone(), str::to_string);
+                let f = read_features(&rec, &fidx, &scaler.names, MissingFeatures::Impute);
+                if let RowFeatures::Kept { values, .. } = &f {
+                    inputs.extend_from_slice(values);
+                }
+                rows.push((row_no, id, f));
+            }
+            let preds = ensemble.predict(&inputs, opts.batch);
+            let mut k = 0;
+            for (row_no, id, f) in rows {
+                summary.rows += 1;
+                let mut out = vec![row_no, id];
+                match f {
+                    RowFeatures::Rejected { reason, detail } => {
+                        *summary.rejected.entry(reason.to_string()).or_insert(0) += 1;
+                        out.push("rejected".into());
+                        out.push(format!("{reason}: {detail}"));
+                        out.resize(out_cols.len(), String::new());
+                    }
+                    RowFeatures::Kept { values, missing } => {
+                        summary.ok += 1;
+                        summary.imputed += usize::from(!missing.is_empty());
+                        out.push("ok".into());
+                        out.push(String::new());
+                        let mut out_of_range = false;
+                        match spec.task {
+                            Task::Regress => {
+                                for (j, [lo, hi]) in spec.domain.label_ranges.iter().enumerate() {
+                                    let m = preds.mean(k, j);
+                                    out_of_range |= m < *lo || m > *hi;
+                                    out.push(format!("{m}"));
+                                    out.push(format!("{}", preds.std(k, j)));
+                                }
+                            }
+                            Task::Classify => {
+                                let probs: Vec<f64> =
+                                    (0..spec.classes.len()).map(|c| preds.mean(k, c)).collect();
+                                let best = probs
+                                    .iter()
+                                    .enumerate()
+                                    .max_by(|a, b| a.1.total_cmp(b.1))
+                                    .map_or(0, |(c, _)| c);
+                                out.push(spec.classes[best].clone());
+                                for (c, p) in probs.iter().enumerate() {
+                                    out.push(format!("{p}"));
+                                    out.push(format!("{}", preds.std(k, c)));
+                                }
+                            }
+                        }
+                        let imputed: Vec<&str> =
+                            missing.iter().map(|&m| scaler.names[m].as_str()).collect();
+                        let outside = scaler.outside(&values);
+                        let domain = !imputed.is_empty() || !outside.is_empty();
+                        out.push(imputed.join(";"));
+                        out.push(outside.join(";"));
+                        out.push(u8::from(out_of_range).to_string());
+                        out.push(u8::from(domain).to_string());
+                        k += 1;
+                    }
+                }
+                w.write_record(&out).map_err(std::io::Error::other)?;
+            }
+        }
+        w.flush()?;
+        Ok(())
+    })?;
+    summary.seconds = start.elapsed().as_secs_f64();
+    Ok(summary)
+}

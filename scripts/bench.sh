@@ -15,6 +15,9 @@
 #    3-member model, against ../shared/reference/pipeline_predict.py (astropy +
 #    PyWavelets + PyTorch, 3 members) on the same files.
 #
+# 4. baselines: `spectrain baseline` (smartcore / forust-ml) against
+#    scikit-learn and XGBoost with matched settings (scripts/bench_baselines.py).
+#
 # The Python side runs when its packages are installed
 # (pip install astropy PyWavelets numpy pandas torch); otherwise it is skipped.
 set -euo pipefail
@@ -88,6 +91,24 @@ if [ -f "$model/spec.json" ]; then
     echo "  python pipeline: skipped (needs $reference/pipeline_predict.py, astropy, PyWavelets, torch)"
   fi
 fi
+
+echo
+# 4. baselines: fit + predict time of `spectrain baseline` against scikit-learn /
+#    XGBoost with matched settings (scripts/bench_baselines.py), on the dataset
+#    prepared above (4096 inputs, 3 labels, 80% of the rows for fitting).
+echo "baseline: fit + predict on $work/bench.h5 (3 labels), $threads threads"
+for method in ${BENCH_BASELINES:-linear gbdt rf}; do
+  ours_b=$(seconds "$bin" -q -j "$threads" baseline --data "$work/bench.h5" --method "$method" --out "$work/bl-$method")
+  line=$(printf '  %-7s spectrain %8.2f s' "$method" "$ours_b")
+  case $method in gbdt) mod=xgboost ;; *) mod=sklearn ;; esac
+  if python3 -c "import h5py, $mod" 2>/dev/null; then
+    ref_b=$(python3 scripts/bench_baselines.py "$work/bench.h5" --method "$method" --threads "$threads")
+    line="$line$(printf '   python %8.2f s   speed-up %sx' "$ref_b" "$(awk -v a="$ref_b" -v b="$ours_b" 'BEGIN{printf "%.2f", a/b}')")"
+  else
+    line="$line   (python side skipped: needs h5py and $mod)"
+  fi
+  echo "$line"
+done
 
 if [ "${BENCH_WGPU:-0}" = 1 ]; then
   cargo build --release --quiet --features wgpu

@@ -614,7 +614,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let opts = a.options(progress)?;
             let r = train(&opts)?;
             println!(
-                "train: {} members on {} spectra ({} validation) in {:.1} s -> {}",
+                "train: {} members on {} training rows ({} validation) in {:.1} s -> {}",
                 r.members.len(),
                 r.train_rows,
                 r.val_rows,

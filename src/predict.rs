@@ -56,6 +56,8 @@ pub enum PredictError {
     PartialExists(PathBuf),
     #[error("{path}: cannot resume: {reason}")]
     Resume { path: PathBuf, reason: String },
+    #[error("{0}: this model reads catalog features, not spectra; use predict --table")]
+    TableModel(PathBuf),
     #[error("invalid shard '{0}': expected K/N with 1 <= K <= N")]
     Shard(String),
     #[error("I/O error: {0}")]
@@ -196,6 +198,9 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary, PredictError> {
     tracing::info!("backend {} ({})", compute.backend, compute.reason);
     let ensemble = Ensemble::load(&opts.model, &compute.device)?;
     let spec = &ensemble.spec;
+    if spec.features.is_some() {
+        return Err(PredictError::TableModel(opts.model.clone()));
+    }
     // The model's own recipe: training and inference cannot drift apart.
     let pre = Preprocessor::new(spec.preprocess.clone())?;
     let header = columns(&ensemble, opts.members_out);

@@ -242,4 +242,19 @@ fn predict_table_imputes_flags_rejects_and_never_returns_nan() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("no column 'log_l'"), "{err}");
     assert!(!tmp.path().join("x.csv").exists());
+
+    // A table model given spectra says so instead of failing on shapes.
+    let o = spectrain()
+        .args(["-q", "predict", "--backend", "cpu"])
+        .arg("--model")
+        .arg(&model)
+        .arg("--spectra")
+        .arg(repo().join("tests/data/dr10"))
+        .arg("--out")
+        .arg(tmp.path().join("y.csv"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("use predict --table"), "{err}");
 }

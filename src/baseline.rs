@@ -103,10 +103,7 @@ impl Ridge {
     /// inputs standardised (population std) and alpha in those units, with an
     /// intercept: what scikit-learn's `StandardScaler` + `Ridge(alpha)` fits.
     pub fn fit(x: &[f32], n: usize, f: usize, y: &[f32], alpha: f64) -> Result<Self, String> {
-        match fit_ridge(x, n, f, y, alpha)? {
-            Fitted::Linear(r) => Ok(r),
-            _ => unreachable!("fit_ridge returns a linear model"),
-        }
+        RidgeSolver::new(x, n, f).solve(y, alpha)
     }
 
     pub fn predict(&self, x: &[f32]) -> Vec<f32> {
@@ -186,83 +183,127 @@ fn fit_boosted(
     Ok(Fitted::Boosted(Box::new(model)))
 }
 
-/// Ridge with standardised inputs: smartcore's solver when there are more rows
-/// than inputs; otherwise (spectra: 4096 pixels) the same problem in dual form,
-/// (Z Z^T + alpha I) a = y - mean(y), w = Z^T a, with smartcore's Cholesky.
-fn fit_ridge(x: &[f32], n: usize, f: usize, y: &[f32], alpha: f64) -> Result<Fitted, String> {
-    let (mut mean, mut sq) = (vec![0f64; f], vec![0f64; f]);
-    for row in x.chunks_exact(f) {
-        for j in 0..f {
-            let v = row[j] as f64;
-            mean[j] += v;
-            sq[j] += v * v;
-        }
-    }
-    let inv_std: Vec<f64> = (0..f)
-        .map(|j| {
-            mean[j] /= n as f64;
-            let var = sq[j] / n as f64 - mean[j] * mean[j];
-            if var > 1e-12 {
-                1.0 / var.sqrt()
-            } else {
-                0.0 // a constant input carries no information
+/// Ridge regression with standardised inputs, prepared once for a matrix so
+/// that several labels and alphas reuse the work: smartcore's solver when there
+/// are more rows than inputs; otherwise (spectra: 4096 pixels) the same problem
+/// in dual form, (Z Z^T + alpha I) a = y - mean(y), w = Z^T a, with the Gram
+/// matrix Z Z^T computed once and smartcore's Cholesky per solve.
+struct RidgeSolver {
+    n: usize,
+    f: usize,
+    mean: Vec<f64>,
+    inv_std: Vec<f64>,
+    kind: RidgeKind,
+}
+
+enum RidgeKind {
+    Primal(Vec<f32>),
+    Dual { z: Vec<f64>, gram: Vec<f64> },
+}
+
+impl RidgeSolver {
+    fn new(x: &[f32], n: usize, f: usize) -> Self {
+        let (mut mean, mut sq) = (vec![0f64; f], vec![0f64; f]);
+        for row in x.chunks_exact(f) {
+            for j in 0..f {
+                let v = row[j] as f64;
+                mean[j] += v;
+                sq[j] += v * v;
             }
-        })
-        .collect();
-    let has_constant = inv_std.contains(&0.0);
-    if n > f && !has_constant {
-        let xm = DenseMatrix::new(n, f, x.to_vec(), false).map_err(|e| e.to_string())?;
-        let params = RidgeRegressionParameters::default()
-            .with_alpha(alpha as f32)
-            .with_normalize(true)
-            .with_solver(RidgeRegressionSolverName::Cholesky);
-        let m: RidgeRegression<f32, f32, DenseMatrix<f32>, Vec<f32>> =
-            RidgeRegression::fit(&xm, &y.to_vec(), params).map_err(|e| e.to_string())?;
-        let coef = m.coefficients();
-        return Ok(Fitted::Linear(Ridge {
-            w: (0..f).map(|j| *coef.get((j, 0)) as f64).collect(),
-            b: *m.intercept() as f64,
-        }));
-    }
-    let z: Vec<f64> = (0..n * f)
-        .map(|k| (x[k] as f64 - mean[k % f]) * inv_std[k % f])
-        .collect();
-    let ybar = y.iter().map(|&v| v as f64).sum::<f64>() / n as f64;
-    let gram: Vec<f64> = (0..n)
-        .into_par_iter()
-        .flat_map_iter(|i| {
-            let zi = &z[i * f..(i + 1) * f];
-            let z = &z;
-            (0..n).map(move |j| {
-                let d: f64 = zi
-                    .iter()
-                    .zip(&z[j * f..(j + 1) * f])
-                    .map(|(a, b)| a * b)
-                    .sum();
-                if i == j {
-                    d + alpha
+        }
+        let inv_std: Vec<f64> = (0..f)
+            .map(|j| {
+                mean[j] /= n as f64;
+                let var = sq[j] / n as f64 - mean[j] * mean[j];
+                if var > 1e-12 {
+                    1.0 / var.sqrt()
                 } else {
-                    d
+                    0.0 // a constant input carries no information
                 }
             })
-        })
-        .collect();
-    let km = DenseMatrix::new(n, n, gram, false).map_err(|e| e.to_string())?;
-    let rhs = DenseMatrix::new(n, 1, y.iter().map(|&v| v as f64 - ybar).collect(), false)
-        .map_err(|e| e.to_string())?;
-    let a = km.cholesky_solve_mut(rhs).map_err(|e| e.to_string())?;
-    let mut w = vec![0f64; f];
-    for i in 0..n {
-        let ai = *a.get((i, 0));
-        for j in 0..f {
-            w[j] += ai * z[i * f + j];
+            .collect();
+        let kind = if n > f && !inv_std.contains(&0.0) {
+            RidgeKind::Primal(x.to_vec())
+        } else {
+            let z: Vec<f64> = (0..n * f)
+                .map(|k| (x[k] as f64 - mean[k % f]) * inv_std[k % f])
+                .collect();
+            // The upper triangle in parallel, then mirrored.
+            let upper: Vec<Vec<f64>> = (0..n)
+                .into_par_iter()
+                .map(|i| {
+                    let zi = &z[i * f..(i + 1) * f];
+                    (i..n)
+                        .map(|j| {
+                            zi.iter()
+                                .zip(&z[j * f..(j + 1) * f])
+                                .map(|(a, b)| a * b)
+                                .sum()
+                        })
+                        .collect()
+                })
+                .collect();
+            let mut gram = vec![0f64; n * n];
+            for (i, row) in upper.iter().enumerate() {
+                for (k, v) in row.iter().enumerate() {
+                    gram[i * n + i + k] = *v;
+                    gram[(i + k) * n + i] = *v;
+                }
+            }
+            RidgeKind::Dual { z, gram }
+        };
+        Self {
+            n,
+            f,
+            mean,
+            inv_std,
+            kind,
         }
     }
-    for j in 0..f {
-        w[j] *= inv_std[j];
+
+    fn solve(&self, y: &[f32], alpha: f64) -> Result<Ridge, String> {
+        let (n, f) = (self.n, self.f);
+        match &self.kind {
+            RidgeKind::Primal(x) => {
+                let xm = DenseMatrix::new(n, f, x.clone(), false).map_err(|e| e.to_string())?;
+                let params = RidgeRegressionParameters::default()
+                    .with_alpha(alpha as f32)
+                    .with_normalize(true)
+                    .with_solver(RidgeRegressionSolverName::Cholesky);
+                let m: RidgeRegression<f32, f32, DenseMatrix<f32>, Vec<f32>> =
+                    RidgeRegression::fit(&xm, &y.to_vec(), params).map_err(|e| e.to_string())?;
+                let coef = m.coefficients();
+                Ok(Ridge {
+                    w: (0..f).map(|j| *coef.get((j, 0)) as f64).collect(),
+                    b: *m.intercept() as f64,
+                })
+            }
+            RidgeKind::Dual { z, gram } => {
+                let ybar = y.iter().map(|&v| v as f64).sum::<f64>() / n as f64;
+                let mut k = gram.clone();
+                for i in 0..n {
+                    k[i * n + i] += alpha;
+                }
+                let km = DenseMatrix::new(n, n, k, false).map_err(|e| e.to_string())?;
+                let rhs =
+                    DenseMatrix::new(n, 1, y.iter().map(|&v| v as f64 - ybar).collect(), false)
+                        .map_err(|e| e.to_string())?;
+                let a = km.cholesky_solve_mut(rhs).map_err(|e| e.to_string())?;
+                let mut w = vec![0f64; f];
+                for i in 0..n {
+                    let ai = *a.get((i, 0));
+                    for j in 0..f {
+                        w[j] += ai * z[i * f + j];
+                    }
+                }
+                for j in 0..f {
+                    w[j] *= self.inv_std[j];
+                }
+                let b = ybar - w.iter().zip(&self.mean).map(|(w, m)| w * m).sum::<f64>();
+                Ok(Ridge { w, b })
+            }
+        }
     }
-    let b = ybar - w.iter().zip(&mean).map(|(w, m)| w * m).sum::<f64>();
-    Ok(Fitted::Linear(Ridge { w, b }))
 }
 
 impl Fitted {
@@ -291,29 +332,42 @@ impl Fitted {
     }
 }
 
-/// Ridge's alpha: the best of a grid on an 80/20 split of the training rows.
-fn choose_alpha(x: &[f32], f: usize, y: &[f32], seed: u64) -> Result<f64, String> {
-    let n = y.len();
+/// Alphas tried for ridge regression.
+const ALPHAS: [f64; 8] = [1e-2, 1e-1, 1.0, 1e1, 1e2, 1e3, 1e4, 1e5];
+
+/// Ridge per label, alpha the best of [`ALPHAS`] on an 80/20 split of the
+/// training rows (by MAE), then refitted on all of them. `ys[j]` is label j.
+fn fit_ridge_labels(
+    x: &[f32],
+    f: usize,
+    ys: &[Vec<f32>],
+    seed: u64,
+) -> Result<Vec<(Ridge, f64)>, String> {
+    let n = ys.first().map_or(0, Vec::len);
     let inner = Split::new(n, 0.2, seed);
-    let xt = gather(x, f, &inner.train);
-    let yt: Vec<f32> = inner.train.iter().map(|&r| y[r]).collect();
     let xv = gather(x, f, &inner.val);
-    let mut best = (f64::INFINITY, 1.0);
-    for alpha in [1e-2, 1e-1, 1.0, 1e1, 1e2, 1e3, 1e4, 1e5] {
-        let m = fit_ridge(&xt, inner.train.len(), f, &yt, alpha)?;
-        let p = m.predict(&xv, inner.val.len(), f)?;
-        let mae = inner
-            .val
-            .iter()
-            .zip(&p)
-            .map(|(&r, p)| (p - y[r]).abs() as f64)
-            .sum::<f64>()
-            / inner.val.len().max(1) as f64;
-        if mae < best.0 {
-            best = (mae, alpha);
-        }
-    }
-    Ok(best.1)
+    let inner_solver = RidgeSolver::new(&gather(x, f, &inner.train), inner.train.len(), f);
+    let solver = RidgeSolver::new(x, n, f);
+    ys.iter()
+        .map(|y| {
+            let yt: Vec<f32> = inner.train.iter().map(|&r| y[r]).collect();
+            let mut best = (f64::INFINITY, 1.0);
+            for alpha in ALPHAS {
+                let p = inner_solver.solve(&yt, alpha)?.predict(&xv);
+                let mae = inner
+                    .val
+                    .iter()
+                    .zip(&p)
+                    .map(|(&r, p)| (p - y[r]).abs() as f64)
+                    .sum::<f64>()
+                    / inner.val.len().max(1) as f64;
+                if mae < best.0 {
+                    best = (mae, alpha);
+                }
+            }
+            Ok((solver.solve(y, best.1)?, best.1))
+        })
+        .collect()
 }
 
 /// What was fitted, in `baseline.json`.
@@ -380,13 +434,30 @@ pub fn baseline(opts: &BaselineOptions) -> Result<(EvaluationReport, BaselineInf
     let l = targets.names.len();
     let (n_train, n_test) = (split.train.len(), scored_rows.len());
     let mut pred = vec![0f32; n_test * l];
-    let mut alphas = Vec::new();
+    let ys: Vec<Vec<f32>> = (0..l)
+        .map(|j| {
+            split
+                .train
+                .iter()
+                .map(|&r| targets.values[r * l + j])
+                .collect()
+        })
+        .collect();
+    // Ridge shares its matrix work across labels.
+    let ridges = match opts.method {
+        Method::Linear => {
+            fit_ridge_labels(&x_train, f, &ys, opts.seed).map_err(|reason| BaselineError::Fit {
+                method: opts.method,
+                label: targets.names.join(","),
+                reason,
+            })?
+        }
+        _ => Vec::new(),
+    };
+    let alphas: Vec<f64> = ridges.iter().map(|(_, a)| *a).collect();
+    let mut ridges = ridges.into_iter().map(|(r, _)| r);
     for (j, name) in targets.names.iter().enumerate() {
-        let y: Vec<f32> = split
-            .train
-            .iter()
-            .map(|&r| targets.values[r * l + j])
-            .collect();
+        let y = &ys[j];
         let fit_err = |reason: String| BaselineError::Fit {
             method: opts.method,
             label: name.clone(),
@@ -397,13 +468,9 @@ pub fn baseline(opts: &BaselineOptions) -> Result<(EvaluationReport, BaselineInf
             opts.method
         );
         let model = match opts.method {
-            Method::Rf => fit_forest(&x_train, n_train, f, &y, opts.trees, opts.seed),
-            Method::Gbdt => fit_boosted(&x_train, n_train, f, &y, opts.rounds, opts.seed),
-            Method::Linear => {
-                let alpha = choose_alpha(&x_train, f, &y, opts.seed).map_err(fit_err)?;
-                alphas.push(alpha);
-                fit_ridge(&x_train, n_train, f, &y, alpha)
-            }
+            Method::Rf => fit_forest(&x_train, n_train, f, y, opts.trees, opts.seed),
+            Method::Gbdt => fit_boosted(&x_train, n_train, f, y, opts.rounds, opts.seed),
+            Method::Linear => Ok(Fitted::Linear(ridges.next().expect("one ridge per label"))),
         }
         .map_err(fit_err)?;
         let p = model.predict(&x_test, n_test, f).map_err(fit_err)?;

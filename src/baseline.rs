@@ -290,14 +290,14 @@ impl RidgeSolver {
                         .map_err(|e| e.to_string())?;
                 let a = km.cholesky_solve_mut(rhs).map_err(|e| e.to_string())?;
                 let mut w = vec![0f64; f];
-                for i in 0..n {
+                for (i, zi) in z.chunks_exact(f).enumerate() {
                     let ai = *a.get((i, 0));
-                    for j in 0..f {
-                        w[j] += ai * z[i * f + j];
+                    for (wj, zij) in w.iter_mut().zip(zi) {
+                        *wj += ai * zij;
                     }
                 }
-                for j in 0..f {
-                    w[j] *= self.inv_std[j];
+                for (wj, s) in w.iter_mut().zip(&self.inv_std) {
+                    *wj *= s;
                 }
                 let b = ybar - w.iter().zip(&self.mean).map(|(w, m)| w * m).sum::<f64>();
                 Ok(Ridge { w, b })

@@ -258,3 +258,40 @@ fn predict_table_imputes_flags_rejects_and_never_returns_nan() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("use predict --table"), "{err}");
 }
+
+#[test]
+fn the_shipped_mlp_config_trains_from_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("dh.h5");
+    prepare(&dh_table(), &data, MissingFeatures::Impute);
+    let out = tmp.path().join("m");
+    let o = spectrain()
+        .args([
+            "-q",
+            "train",
+            "--arch",
+            "mlp",
+            "--backend",
+            "cpu",
+            "--epochs",
+            "2",
+        ])
+        .args(["--members", "2", "--columns", "log_mass"])
+        .arg("--config")
+        .arg(repo().join("models/mlp.toml"))
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("spec.json")).unwrap()).unwrap();
+    assert_eq!(
+        spec["model"]["mlp"]["hidden"],
+        serde_json::json!([128, 128, 64])
+    );
+    assert_eq!(spec["training"]["loss"], "mae");
+    assert_eq!(spec["training"]["members"], 2);
+}

@@ -248,8 +248,11 @@ pub fn finetune(opts: &FinetuneOptions) -> Result<FinetuneReport, TrainError> {
     let new_ranges = label_ranges(&new_targets.values, l, &split.train);
 
     // The training table: the new set, then the anchor pool appended.
+    // The training table holds the model's labels only, so anchor rows (from a
+    // dataset that may carry other label columns) append cleanly.
     let mut data = new.clone();
-    let mut values = new_targets.values.clone();
+    data.label_names = new_targets.names.clone();
+    data.labels = new_targets.values.clone();
     let mut pool: Vec<usize> = Vec::new();
     let mut base: Option<(Dataset, Targets)> = None;
     if let Some(path) = &opts.anchor {
@@ -273,28 +276,22 @@ pub fn finetune(opts: &FinetuneOptions) -> Result<FinetuneReport, TrainError> {
         }
         for &r in &eligible {
             pool.push(data.len());
-            let row = bt.values[r * l..(r + 1) * l].to_vec();
             data.push(crate::dataset::Sample {
                 id: b.ids[r].clone(),
                 file: b.files[r].clone(),
                 input: b.input(r).to_vec(),
-                labels: row.clone(), // only the model's label columns are used below
+                labels: bt.values[r * l..(r + 1) * l].to_vec(),
                 snrg: b.snrg[r],
                 ra: b.ra[r],
                 dec: b.dec[r],
                 z: b.z[r],
             });
-            values.extend(row);
         }
         base = Some((b, bt));
     }
-    // `data.push` above needs label rows as wide as the dataset's: rebuild the
-    // table on the model's labels only.
-    data.label_names = new_targets.names.clone();
-    data.labels = values.clone();
     let targets = Targets {
         names: new_targets.names.clone(),
-        values,
+        values: data.labels.clone(),
         task: Task::Regress,
         classes: 0,
     };

@@ -97,13 +97,10 @@ pub struct PredictSummary {
     pub seconds: f64,
 }
 
-/// The catalog's column names for a model.
-pub fn columns(ensemble: &Ensemble, members_out: bool) -> Vec<String> {
-    let spec = &ensemble.spec;
-    let mut c: Vec<String> = ["file", "obsid", "ra", "dec", "snrg", "status", "reason"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+/// The prediction columns of a catalog: `<label>, <label>_std` per label, or
+/// `class` then `p_<class>, p_<class>_std` per class.
+pub fn prediction_columns(spec: &crate::ensemble::EnsembleSpec) -> Vec<String> {
+    let mut c = Vec::new();
     match spec.task {
         Task::Regress => {
             for l in &spec.label_names {
@@ -119,6 +116,49 @@ pub fn columns(ensemble: &Ensemble, members_out: bool) -> Vec<String> {
             }
         }
     }
+    c
+}
+
+/// The cells of [`prediction_columns`] for input `i`, and whether a predicted
+/// label lies outside the training label range.
+pub fn prediction_cells(
+    spec: &crate::ensemble::EnsembleSpec,
+    preds: &crate::ensemble::Predictions,
+    i: usize,
+) -> (Vec<String>, bool) {
+    let mut row = Vec::new();
+    let mut out_of_range = false;
+    match spec.task {
+        Task::Regress => {
+            for (j, range) in spec.domain.label_ranges.iter().enumerate() {
+                let mean = preds.mean(i, j);
+                out_of_range |= mean < range[0] || mean > range[1];
+                row.push(format!("{mean}"));
+                row.push(format!("{}", preds.std(i, j)));
+            }
+        }
+        Task::Classify => {
+            let best = (0..preds.outputs)
+                .max_by(|a, b| preds.mean(i, *a).total_cmp(&preds.mean(i, *b)))
+                .unwrap_or(0);
+            row.push(spec.classes[best].clone());
+            for o in 0..preds.outputs {
+                row.push(format!("{}", preds.mean(i, o)));
+                row.push(format!("{}", preds.std(i, o)));
+            }
+        }
+    }
+    (row, out_of_range)
+}
+
+/// The catalog's column names for a model.
+pub fn columns(ensemble: &Ensemble, members_out: bool) -> Vec<String> {
+    let spec = &ensemble.spec;
+    let mut c: Vec<String> = ["file", "obsid", "ra", "dec", "snrg", "status", "reason"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    c.extend(prediction_columns(spec));
     c.extend(["outside_fraction", "flag_range", "flag_snr", "flag_domain"].map(String::from));
     if members_out {
         let names: Vec<String> = match spec.task {
@@ -355,27 +395,8 @@ fn kept_row(
     row.extend(identity(Some(m)));
     row.extend(["ok".to_string(), String::new()]);
     let outputs = preds.outputs;
-    let mut out_of_range = false;
-    match spec.task {
-        Task::Regress => {
-            for (j, range) in spec.domain.label_ranges.iter().enumerate() {
-                let mean = preds.mean(i, j);
-                out_of_range |= mean < range[0] || mean > range[1];
-                row.push(format!("{mean}"));
-                row.push(format!("{}", preds.std(i, j)));
-            }
-        }
-        Task::Classify => {
-            let best = (0..outputs)
-                .max_by(|a, b| preds.mean(i, *a).total_cmp(&preds.mean(i, *b)))
-                .unwrap_or(0);
-            row.push(spec.classes[best].clone());
-            for o in 0..outputs {
-                row.push(format!("{}", preds.mean(i, o)));
-                row.push(format!("{}", preds.std(i, o)));
-            }
-        }
-    }
+    let (cells, out_of_range) = prediction_cells(spec, preds, i);
+    row.extend(cells);
     let low_snr = match (spec.domain.snrg_range, m.snrg) {
         (Some([lo, _]), Some(s)) => s < lo,
         (Some(_), None) => true,

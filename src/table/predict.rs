@@ -11,8 +11,9 @@ use std::time::Instant;
 
 use super::{column_indices, read_features, reader, MissingFeatures, RowFeatures, TableError};
 use crate::atomic::write_atomically;
-use crate::ensemble::{Ensemble, EnsembleError, Task};
+use crate::ensemble::{Ensemble, EnsembleError};
 use crate::model::BackendChoice;
+use crate::predict::{prediction_cells, prediction_columns};
 
 const CHUNK: usize = 65_536;
 
@@ -54,21 +55,7 @@ pub struct PredictTableSummary {
 pub fn columns(ensemble: &Ensemble) -> Vec<String> {
     let spec = &ensemble.spec;
     let mut c: Vec<String> = ["row", "id", "status", "reason"].map(String::from).to_vec();
-    match spec.task {
-        Task::Regress => {
-            for l in &spec.label_names {
-                c.push(l.clone());
-                c.push(format!("{l}_std"));
-            }
-        }
-        Task::Classify => {
-            c.push("class".into());
-            for k in &spec.classes {
-                c.push(format!("p_{k}"));
-                c.push(format!("p_{k}_std"));
-            }
-        }
-    }
+    c.extend(prediction_columns(spec));
     c.extend(["imputed", "outside_features", "flag_range", "flag_domain"].map(String::from));
     c
 }
@@ -142,31 +129,8 @@ pub fn predict_table(opts: &PredictTableOptions) -> Result<PredictTableSummary, 
                         summary.imputed += usize::from(!missing.is_empty());
                         out.push("ok".into());
                         out.push(String::new());
-                        let mut out_of_range = false;
-                        match spec.task {
-                            Task::Regress => {
-                                for (j, [lo, hi]) in spec.domain.label_ranges.iter().enumerate() {
-                                    let m = preds.mean(k, j);
-                                    out_of_range |= m < *lo || m > *hi;
-                                    out.push(format!("{m}"));
-                                    out.push(format!("{}", preds.std(k, j)));
-                                }
-                            }
-                            Task::Classify => {
-                                let probs: Vec<f64> =
-                                    (0..spec.classes.len()).map(|c| preds.mean(k, c)).collect();
-                                let best = probs
-                                    .iter()
-                                    .enumerate()
-                                    .max_by(|a, b| a.1.total_cmp(b.1))
-                                    .map_or(0, |(c, _)| c);
-                                out.push(spec.classes[best].clone());
-                                for (c, p) in probs.iter().enumerate() {
-                                    out.push(format!("{p}"));
-                                    out.push(format!("{}", preds.std(k, c)));
-                                }
-                            }
-                        }
+                        let (cells, out_of_range) = prediction_cells(spec, &preds, k);
+                        out.extend(cells);
                         let imputed: Vec<&str> =
                             missing.iter().map(|&m| scaler.names[m].as_str()).collect();
                         let outside = scaler.outside(&values);

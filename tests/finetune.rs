@@ -8,12 +8,9 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 use spectrain::ensemble::{Loss, TrainConfig};
-use spectrain::model::{BackendChoice, MlpConfig, ModelConfig};
+use spectrain::model::{BackendChoice, ModelConfig};
 use spectrain::table::{prepare_table, MissingFeatures, PrepareTableOptions};
 use spectrain::train::finetune::{finetune, FinetuneOptions, FinetuneReport};
-use spectrain::train::TrainOptions;
-
-static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn prepare(table: &Path, out: &Path) {
     prepare_table(&PrepareTableOptions {
@@ -58,34 +55,20 @@ fn parent(dir: &Path) -> (PathBuf, PathBuf) {
     let data = dir.join("dh.h5");
     prepare(&repo().join("assets/tables/dh_postzams.csv"), &data);
     let model = dir.join("parent");
-    let _one = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
-    spectrain::train::train(&TrainOptions {
-        data: data.clone(),
-        out: model.clone(),
-        columns: None,
-        training: TrainConfig {
-            members: 3,
-            epochs: 30,
-            batch: 64,
-            lr: 3e-3,
-            loss: Loss::Mae,
-            ..Default::default()
-        },
-        model: ModelConfig::Mlp(MlpConfig {
-            hidden: vec![32, 32],
-            ..Default::default()
-        }),
-        backend: BackendChoice::Cpu,
-        resume: false,
-        force: false,
-        progress: false,
-    })
-    .unwrap();
+    let training = TrainConfig {
+        members: 3,
+        epochs: 30,
+        batch: 64,
+        lr: 3e-3,
+        loss: Loss::Mae,
+        ..Default::default()
+    };
+    train(&train_options(&data, &model, tiny_mlp(), training)).unwrap();
     (data, model)
 }
 
 fn run(opts: &FinetuneOptions) -> FinetuneReport {
-    let _one = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = one_at_a_time();
     finetune(opts).unwrap()
 }
 
@@ -165,26 +148,19 @@ fn densenet_finetune_with_frozen_features_from_the_command_line() {
     let tmp = tempfile::tempdir().unwrap();
     let data = real_dataset(tmp.path());
     let model = tmp.path().join("parent");
-    {
-        let _one = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
-        spectrain::train::train(&TrainOptions {
-            data: data.clone(),
-            out: model.clone(),
-            columns: None,
-            training: TrainConfig {
-                members: 2,
-                epochs: 2,
-                batch: 4,
-                ..Default::default()
-            },
-            model: ModelConfig::Densenet(tiny_network()),
-            backend: BackendChoice::Cpu,
-            resume: false,
-            force: false,
-            progress: false,
-        })
-        .unwrap();
-    }
+    let training = TrainConfig {
+        members: 2,
+        epochs: 2,
+        batch: 4,
+        ..Default::default()
+    };
+    train(&train_options(
+        &data,
+        &model,
+        ModelConfig::Densenet(tiny_network()),
+        training,
+    ))
+    .unwrap();
     let out = tmp.path().join("ft");
     let status = spectrain()
         .args([

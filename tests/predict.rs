@@ -7,33 +7,24 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 use spectrain::ensemble::TrainConfig;
-use spectrain::model::BackendChoice;
-use spectrain::train::{train, TrainOptions};
-
-/// burn's CPU backend seeds one process-wide RNG: trainings in one process must not overlap.
-static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+use spectrain::model::ModelConfig;
 
 /// A tiny two-member model trained on the real dr10 test spectra.
 fn tiny_model(dir: &Path) -> PathBuf {
-    let _one_at_a_time = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
     let data = real_dataset(dir);
     let model = dir.join("model");
-    train(&TrainOptions {
-        data,
-        out: model.clone(),
-        columns: None,
-        training: TrainConfig {
-            members: 2,
-            epochs: 2,
-            batch: 4,
-            ..Default::default()
-        },
-        model: spectrain::model::ModelConfig::Densenet(tiny_network()),
-        backend: BackendChoice::Cpu,
-        resume: false,
-        force: false,
-        progress: false,
-    })
+    let training = TrainConfig {
+        members: 2,
+        epochs: 2,
+        batch: 4,
+        ..Default::default()
+    };
+    train(&train_options(
+        &data,
+        &model,
+        ModelConfig::Densenet(tiny_network()),
+        training,
+    ))
     .unwrap();
     model
 }

@@ -8,12 +8,9 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 use spectrain::ensemble::{Loss, TrainConfig};
-use spectrain::model::{BackendChoice, MlpConfig, ModelConfig};
-use spectrain::table::{prepare_table, MissingFeatures, PrepareTableOptions};
-use spectrain::train::TrainOptions;
-use spectrain::Dataset;
 
-static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+use spectrain::table::{prepare_table, MissingFeatures, PrepareTableOptions};
+use spectrain::Dataset;
 
 fn dh_table() -> PathBuf {
     repo().join("assets/tables/dh_postzams.csv")
@@ -126,27 +123,17 @@ fn prepare_table_keeps_or_rejects_every_row_with_its_reason() {
 }
 
 fn train_mlp(data: &Path, out: &Path, epochs: usize, loss: Loss) -> spectrain::train::TrainReport {
-    let _one = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
-    spectrain::train::train(&TrainOptions {
-        data: data.to_path_buf(),
-        out: out.to_path_buf(),
+    let training = TrainConfig {
+        members: 3,
+        epochs,
+        batch: 64,
+        lr: 3e-3,
+        loss,
+        ..Default::default()
+    };
+    train(&spectrain::train::TrainOptions {
         columns: Some(vec!["log_mass".into()]),
-        training: TrainConfig {
-            members: 3,
-            epochs,
-            batch: 64,
-            lr: 3e-3,
-            loss,
-            ..Default::default()
-        },
-        model: ModelConfig::Mlp(MlpConfig {
-            hidden: vec![32, 32],
-            ..Default::default()
-        }),
-        backend: BackendChoice::Cpu,
-        resume: false,
-        force: false,
-        progress: false,
+        ..train_options(data, out, tiny_mlp(), training)
     })
     .unwrap()
 }

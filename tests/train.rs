@@ -8,32 +8,18 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use spectrain::ensemble::{Task, TrainConfig};
-use spectrain::model::BackendChoice;
-use spectrain::train::TrainOptions;
+use spectrain::model::{BackendChoice, ModelConfig};
 use spectrain::Dataset;
 
-/// burn's CPU backend seeds one process-wide RNG, so trainings in one process
-/// must not overlap for results to be reproducible; cargo runs tests in parallel.
-static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn train(
-    opts: &TrainOptions,
-) -> Result<spectrain::train::TrainReport, spectrain::train::TrainError> {
-    let _one_at_a_time = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
-    spectrain::train::train(opts)
-}
-
-fn options(data: &Path, out: &Path, backend: BackendChoice, training: TrainConfig) -> TrainOptions {
-    TrainOptions {
-        data: data.to_path_buf(),
-        out: out.to_path_buf(),
-        columns: None,
-        training,
-        model: spectrain::model::ModelConfig::Densenet(tiny_network()),
+fn options(
+    data: &Path,
+    out: &Path,
+    backend: BackendChoice,
+    training: TrainConfig,
+) -> spectrain::train::TrainOptions {
+    spectrain::train::TrainOptions {
         backend,
-        resume: false,
-        force: false,
-        progress: false,
+        ..train_options(data, out, ModelConfig::Densenet(tiny_network()), training)
     }
 }
 

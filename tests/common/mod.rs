@@ -103,3 +103,48 @@ pub fn real_dataset(dir: &Path) -> PathBuf {
     .unwrap();
     out
 }
+
+/// burn's CPU backend seeds one process-wide RNG, so trainings in one test
+/// process must not overlap for results to be reproducible; cargo runs tests
+/// in parallel. Hold this while training or fine-tuning.
+static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+pub fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    TRAINING.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `spectrain::train::train`, one training at a time.
+pub fn train(
+    opts: &spectrain::train::TrainOptions,
+) -> Result<spectrain::train::TrainReport, spectrain::train::TrainError> {
+    let _one = one_at_a_time();
+    spectrain::train::train(opts)
+}
+
+/// A fresh CPU training of `model` on every label of `data`.
+pub fn train_options(
+    data: &Path,
+    out: &Path,
+    model: spectrain::model::ModelConfig,
+    training: spectrain::ensemble::TrainConfig,
+) -> spectrain::train::TrainOptions {
+    spectrain::train::TrainOptions {
+        data: data.to_path_buf(),
+        out: out.to_path_buf(),
+        columns: None,
+        training,
+        model,
+        backend: spectrain::model::BackendChoice::Cpu,
+        resume: false,
+        force: false,
+        progress: false,
+    }
+}
+
+/// A small MLP for the catalog-table tests.
+pub fn tiny_mlp() -> spectrain::model::ModelConfig {
+    spectrain::model::ModelConfig::Mlp(spectrain::model::MlpConfig {
+        hidden: vec![32, 32],
+        ..Default::default()
+    })
+}

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 use spectrain::ensemble::{Loss, TrainConfig};
-use spectrain::model::{BackendChoice, ModelConfig};
+use spectrain::model::BackendChoice;
 use spectrain::table::{prepare_table, MissingFeatures, PrepareTableOptions};
 use spectrain::train::finetune::{finetune, FinetuneOptions, FinetuneReport};
 
@@ -146,21 +146,7 @@ fn finetuning_learns_the_new_scale_reproducibly_and_names_its_parent() {
 #[test]
 fn densenet_finetune_with_frozen_features_from_the_command_line() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = real_dataset(tmp.path());
-    let model = tmp.path().join("parent");
-    let training = TrainConfig {
-        members: 2,
-        epochs: 2,
-        batch: 4,
-        ..Default::default()
-    };
-    train(&train_options(
-        &data,
-        &model,
-        ModelConfig::Densenet(tiny_network()),
-        training,
-    ))
-    .unwrap();
+    let (data, model) = tiny_model(tmp.path());
     let out = tmp.path().join("ft");
     let status = spectrain()
         .args([

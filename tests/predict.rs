@@ -6,28 +6,6 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use spectrain::ensemble::TrainConfig;
-use spectrain::model::ModelConfig;
-
-/// A tiny two-member model trained on the real dr10 test spectra.
-fn tiny_model(dir: &Path) -> PathBuf {
-    let data = real_dataset(dir);
-    let model = dir.join("model");
-    let training = TrainConfig {
-        members: 2,
-        epochs: 2,
-        batch: 4,
-        ..Default::default()
-    };
-    train(&train_options(
-        &data,
-        &model,
-        ModelConfig::Densenet(tiny_network()),
-        training,
-    ))
-    .unwrap();
-    model
-}
 
 /// All test files, plus a duplicate copy and a symlink, under one directory.
 fn survey(dir: &Path) -> PathBuf {
@@ -71,7 +49,7 @@ fn rows(path: &Path) -> Vec<Vec<String>> {
 #[test]
 fn every_input_gets_one_row_and_resume_and_shards_reproduce_it() {
     let tmp = tempfile::tempdir().unwrap();
-    let model = tiny_model(tmp.path());
+    let (_, model) = tiny_model(tmp.path());
     let spectra = survey(tmp.path());
     let single = tmp.path().join("single.csv");
     run_predict(&model, &spectra, &single, &[]);
@@ -174,7 +152,7 @@ fn every_input_gets_one_row_and_resume_and_shards_reproduce_it() {
 #[test]
 fn fits_catalog_has_the_columns_and_units() {
     let tmp = tempfile::tempdir().unwrap();
-    let model = tiny_model(tmp.path());
+    let (_, model) = tiny_model(tmp.path());
     let out = tmp.path().join("catalog.fits");
     run_predict(
         &model,

@@ -148,3 +148,19 @@ pub fn tiny_mlp() -> spectrain::model::ModelConfig {
         ..Default::default()
     })
 }
+
+/// A tiny two-member DenseNet trained on the real dr10 test spectra:
+/// `(dir/data.h5, dir/model)`.
+pub fn tiny_model(dir: &Path) -> (PathBuf, PathBuf) {
+    let data = real_dataset(dir);
+    let model = dir.join("model");
+    let training = spectrain::ensemble::TrainConfig {
+        members: 2,
+        epochs: 2,
+        batch: 4,
+        ..Default::default()
+    };
+    let network = spectrain::model::ModelConfig::Densenet(tiny_network());
+    train(&train_options(&data, &model, network, training)).unwrap();
+    (data, model)
+}

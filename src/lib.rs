@@ -18,6 +18,7 @@ pub mod ensemble;
 pub mod evaluate;
 pub mod fits;
 pub mod inspect;
+pub mod lock;
 pub mod metrics;
 pub mod model;
 pub mod plot;

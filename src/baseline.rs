@@ -385,7 +385,23 @@ pub struct BaselineInfo {
 
 pub fn baseline(opts: &BaselineOptions) -> Result<(EvaluationReport, BaselineInfo), BaselineError> {
     let start = Instant::now();
+    crate::outputs::check_dir(&opts.out).map_err(|e| BaselineError::Config(e.to_string()))?;
+    let mut inputs: Vec<(&str, &std::path::Path)> = vec![("dataset", &opts.data)];
+    if let Some(t) = &opts.test {
+        inputs.push(("test dataset", t));
+    }
+    crate::outputs::check_not_over_inputs(&opts.out, &inputs)
+        .map_err(|e| BaselineError::Config(e.to_string()))?;
     let data = Dataset::read(&opts.data)?;
+    // A fit needs a few training rows and at least one scored row.
+    let needed = if opts.test.is_some() { 2 } else { 3 };
+    if data.len() < needed {
+        return Err(BaselineError::Config(format!(
+            "{} has {} rows: a baseline needs at least {needed}",
+            opts.data.display(),
+            data.len()
+        )));
+    }
     let targets = select_targets(&data, opts.columns.as_deref(), Task::Regress)
         .map_err(|e| BaselineError::Config(e.to_string()))?;
     let split = Split::new(data.len(), opts.val_fraction, opts.seed);
@@ -406,6 +422,12 @@ pub fn baseline(opts: &BaselineOptions) -> Result<(EvaluationReport, BaselineInf
     let test_data = match &opts.test {
         Some(path) => {
             let t = Dataset::read(path)?;
+            if t.is_empty() {
+                return Err(BaselineError::Config(format!(
+                    "{}: the test dataset has no rows",
+                    path.display()
+                )));
+            }
             if t.features != data.features || t.preprocess != data.preprocess {
                 return Err(BaselineError::Config(format!(
                     "{}: prepared differently from {} (recipe or features)",

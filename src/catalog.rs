@@ -52,9 +52,32 @@ pub enum CatalogError {
     Io(#[from] std::io::Error),
 }
 
-/// Converts a finished CSV catalog into a FITS binary table `CATALOG` at `out`,
-/// atomically. Empty cells become NaN (reals), -1 (integers) or "" (text).
-pub fn csv_to_fits(csv_path: &Path, out: &Path) -> Result<(), CatalogError> {
+/// Converts a finished CSV catalog into a FITS binary table `CATALOG` at `out`
+/// (gzip-compressed with `gzip`, for `.fits.gz`), atomically. Empty cells
+/// become NaN (reals), -1 (integers) or "" (text).
+pub fn csv_to_fits(csv_path: &Path, out: &Path, gzip: bool) -> Result<(), CatalogError> {
+    if !gzip {
+        return write_atomically(out, |tmp| write_fits(csv_path, tmp, out));
+    }
+    let plain = crate::atomic::temp_path(out).with_extension("fits");
+    let result = write_fits(csv_path, &plain, out).and_then(|()| {
+        write_atomically(out, |tmp| -> Result<(), CatalogError> {
+            let mut input = std::fs::File::open(&plain)?;
+            let mut enc = flate2::write::GzEncoder::new(
+                std::fs::File::create(tmp)?,
+                flate2::Compression::default(),
+            );
+            std::io::copy(&mut input, &mut enc)?;
+            enc.finish()?.sync_all()?;
+            Ok(())
+        })
+    });
+    let _ = std::fs::remove_file(&plain);
+    result
+}
+
+/// Writes the FITS table for `csv_path` at `target` (errors name `out`).
+fn write_fits(csv_path: &Path, target: &Path, out: &Path) -> Result<(), CatalogError> {
     let csv_err = |reason: String| CatalogError::Csv {
         path: csv_path.display().to_string(),
         reason,
@@ -77,8 +100,8 @@ pub fn csv_to_fits(csv_path: &Path, out: &Path) -> Result<(), CatalogError> {
         path: out.display().to_string(),
         reason: e.to_string(),
     };
-    write_atomically(out, |tmp| -> Result<(), CatalogError> {
-        let mut f = fitsio::FitsFile::create(tmp).open().map_err(fits_err)?;
+    {
+        let mut f = fitsio::FitsFile::create(target).open().map_err(fits_err)?;
         let descriptions = header
             .iter()
             .zip(&columns)
@@ -124,7 +147,7 @@ pub fn csv_to_fits(csv_path: &Path, out: &Path) -> Result<(), CatalogError> {
             }
         }
         Ok(())
-    })
+    }
 }
 
 #[cfg(test)]

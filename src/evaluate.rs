@@ -217,15 +217,29 @@ pub enum EvaluateRunError {
         have: String,
         want: String,
     },
+    #[error(transparent)]
+    Output(#[from] crate::outputs::OutputError),
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
 }
 
 pub fn evaluate_model(opts: &EvaluateOptions) -> Result<EvaluationReport, EvaluateRunError> {
+    crate::outputs::check_dir(&opts.out)?;
+    crate::outputs::check_not_over_inputs(
+        &opts.out,
+        &[("model directory", &opts.model), ("dataset", &opts.data)],
+    )?;
     let compute = opts.backend.resolve()?;
     tracing::info!("backend {} ({})", compute.backend, compute.reason);
     let ensemble = crate::ensemble::Ensemble::load(&opts.model, &compute.device)?;
     let data = Dataset::read(&opts.data)?;
+    if data.is_empty() {
+        return Err(EvaluateError::Config(format!(
+            "{}: the dataset has no rows",
+            opts.data.display()
+        ))
+        .into());
+    }
     if data.preprocess != ensemble.spec.preprocess {
         return Err(EvaluateRunError::RecipeMismatch {
             data: opts.data.clone(),

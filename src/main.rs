@@ -17,6 +17,37 @@ use spectrain::train::finetune::{finetune, FinetuneOptions};
 use spectrain::train::{train, TrainOptions};
 use spectrain::{PreprocessConfig, Preprocessor};
 
+/// `usize` of at least `MIN`, checked by clap.
+fn at_least<const MIN: u64>() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(MIN..)
+}
+
+/// A positive, finite number.
+fn positive(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("expected a positive number, got '{s}'")),
+    }
+}
+
+/// A number strictly between 0 and 1.
+fn fraction(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v < 1.0 => Ok(v),
+        _ => Err(format!(
+            "expected a number between 0 and 1 (exclusive), got '{s}'"
+        )),
+    }
+}
+
+/// A probability in [0, 1).
+fn dropout(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..1.0).contains(&v) => Ok(v),
+        _ => Err(format!("expected a number in [0, 1), got '{s}'")),
+    }
+}
+
 #[derive(Parser)]
 #[command(
     name = "spectrain",
@@ -25,7 +56,7 @@ use spectrain::{PreprocessConfig, Preprocessor};
 )]
 struct Cli {
     /// Worker threads (default: all cores).
-    #[arg(short = 'j', long, global = true, env = "SPECTRAIN_THREADS")]
+    #[arg(short = 'j', long, global = true, env = "SPECTRAIN_THREADS", value_parser = at_least::<1>())]
     threads: Option<usize>,
     /// Only warnings and errors; no progress bars.
     #[arg(short, long, global = true)]
@@ -82,7 +113,7 @@ struct PredictArgs {
     #[arg(long, value_name = "CATALOG")]
     out: PathBuf,
     /// Spectra per inference batch.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = at_least::<1>())]
     batch: usize,
     #[arg(long, value_enum, default_value = "auto")]
     backend: BackendChoice,
@@ -92,9 +123,13 @@ struct PredictArgs {
     /// Also write every member's prediction.
     #[arg(long)]
     members_out: bool,
-    /// Continue an interrupted run from its CATALOG.partial file.
-    #[arg(long)]
+    /// Continue an interrupted run from its CATALOG.partial file (a finished
+    /// catalog resumed is left as it is).
+    #[arg(long, conflicts_with = "force")]
     resume: bool,
+    /// Replace an existing catalog, or start an interrupted one over.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Args)]
@@ -117,6 +152,9 @@ struct PrepareTableArgs {
     /// Output HDF5 dataset; rejected rows go to `<name>.rejects.csv`.
     #[arg(long, value_name = "DATA.h5")]
     out: PathBuf,
+    /// Replace an existing dataset.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Args)]
@@ -136,15 +174,15 @@ struct BaselineArgs {
     #[arg(long, value_delimiter = ',')]
     columns: Option<Vec<String>>,
     /// Validation fraction of the split: the same split as `train` with the same seed.
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = 0.2, value_parser = fraction)]
     val_fraction: f64,
     #[arg(long, default_value_t = 42)]
     seed: u64,
     /// Trees of the random forest.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 200, value_parser = at_least::<1>())]
     trees: usize,
     /// Boosting rounds.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 300, value_parser = at_least::<1>())]
     rounds: usize,
 }
 
@@ -160,16 +198,16 @@ struct FinetuneArgs {
     #[arg(long, value_name = "MODEL_DIR")]
     out: PathBuf,
     /// Optimizer steps per member.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = at_least::<1>())]
     steps: usize,
     /// Adam learning rate [default: the parent's].
-    #[arg(long)]
+    #[arg(long, value_parser = positive)]
     lr: Option<f64>,
     /// Batch size [default: the parent's, at most half the new training part].
-    #[arg(long)]
+    #[arg(long, value_parser = at_least::<2>())]
     batch: Option<usize>,
     /// Fraction of the new set held out to report before/after scores.
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = 0.2, value_parser = fraction)]
     val_fraction: f64,
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -202,9 +240,12 @@ struct MergeArgs {
     /// Shard catalogs (CSV) written by `predict --shard`.
     #[arg(required = true)]
     shards: Vec<PathBuf>,
-    /// Merged catalog (`.csv` or `.fits`), sorted by file.
+    /// Merged catalog (`.csv`, `.fits` or `.fits.gz`), sorted by file.
     #[arg(long, value_name = "CATALOG")]
     out: PathBuf,
+    /// Replace an existing merged catalog.
+    #[arg(long)]
+    force: bool,
     /// The spectra directory the shards came from, to report files no shard has.
     #[arg(long, value_name = "DIR")]
     spectra: Option<PathBuf>,
@@ -223,7 +264,7 @@ struct EvaluateArgs {
     out: PathBuf,
     #[arg(long, value_enum, default_value = "auto")]
     backend: BackendChoice,
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = at_least::<1>())]
     batch: usize,
 }
 
@@ -245,28 +286,28 @@ struct TrainArgs {
     #[arg(long, value_enum)]
     arch: Option<Arch>,
     /// MLP hidden widths, e.g. 128,128,64 (the depth is their number).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = at_least::<1>())]
     hidden: Option<Vec<usize>>,
     /// MLP dropout after each hidden layer [default: 0.1].
-    #[arg(long)]
+    #[arg(long, value_parser = dropout)]
     dropout: Option<f64>,
     /// Regression loss [default: huber for densenet, mae for mlp].
     #[arg(long, value_enum)]
     loss: Option<Loss>,
     /// Bootstrap ensemble size [default: 10].
-    #[arg(long)]
+    #[arg(long, value_parser = at_least::<1>())]
     members: Option<usize>,
     /// Epochs per member [default: 450].
-    #[arg(long)]
+    #[arg(long, value_parser = at_least::<1>())]
     epochs: Option<usize>,
     /// Batch size [default: 64].
-    #[arg(long)]
+    #[arg(long, value_parser = at_least::<2>())]
     batch: Option<usize>,
     /// Adam learning rate [default: 1.5e-4 regression, 5e-4 classification].
-    #[arg(long)]
+    #[arg(long, value_parser = positive)]
     lr: Option<f64>,
     /// Validation fraction of the fixed-seed split [default: 0.2].
-    #[arg(long)]
+    #[arg(long, value_parser = fraction)]
     val_fraction: Option<f64>,
     /// Seed of the split, bootstrap resamples, initialisation and batch order [default: 42].
     #[arg(long)]
@@ -279,7 +320,7 @@ struct TrainArgs {
     /// Continue a killed run in MODEL_DIR from its last completed epoch.
     #[arg(long, conflicts_with = "force")]
     resume: bool,
-    /// Replace an existing MODEL_DIR.
+    /// Replace an existing MODEL_DIR (only a spectrain model directory).
     #[arg(long)]
     force: bool,
 }
@@ -289,14 +330,14 @@ struct BenchArgs {
     #[arg(long, value_enum, default_value = "auto")]
     backend: BackendChoice,
     /// Outputs of the network (3: Teff, log g, [Fe/H]).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = at_least::<1>())]
     outputs: usize,
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = at_least::<2>())]
     train_batch: usize,
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = at_least::<1>())]
     infer_batch: usize,
     /// Seconds to time each measurement.
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, default_value_t = 5.0, value_parser = positive)]
     seconds: f64,
     /// Also write the numbers as JSON.
     #[arg(long, value_name = "FILE")]
@@ -468,6 +509,9 @@ struct PrepareArgs {
     columns: Vec<String>,
     #[command(flatten)]
     recipe: RecipeArgs,
+    /// Replace an existing dataset.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Args)]
@@ -489,6 +533,19 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    // A bug must still end in one readable line, not a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown cause".into());
+        let at = info
+            .location()
+            .map_or(String::new(), |l| format!(" at {}:{}", l.file(), l.line()));
+        eprintln!("error: internal error (a bug in spectrain, please report it): {msg}{at}");
+    }));
     let cli = Cli::parse();
     init_logging(cli.quiet);
     if let Some(n) = cli.threads {
@@ -502,19 +559,35 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, each cause once: a message that
+/// already quotes its source does not repeat it.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !msg.contains(&c) {
+            msg.push_str(": ");
+            msg.push_str(&c);
+        }
+    }
+    msg
 }
 
 fn init_logging(quiet: bool) {
     let default = if quiet { "warn" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("SPECTRAIN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
 }
@@ -533,6 +606,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 join: a.join,
                 columns: a.columns,
                 config: a.recipe.config()?,
+                force: a.force,
                 progress,
             };
             let s = prepare(&opts)?;
@@ -561,6 +635,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 labels: a.labels,
                 id: a.id,
                 missing: a.missing,
+                force: a.force,
             };
             let s = spectrain::table::prepare_table(&opts)?;
             println!("prepare-table: {} rows in {:.2} s", s.rows, s.seconds);
@@ -611,6 +686,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Train(a) => {
+            if let Some(config) = &a.config {
+                spectrain::outputs::check_not_over_inputs(&a.out, &[("config file", config)])?;
+            }
             let opts = a.options(progress)?;
             let r = train(&opts)?;
             println!(
@@ -698,6 +776,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     id: a.id,
                     batch: a.batch,
                     backend: a.backend,
+                    force: a.force,
                 };
                 let s = spectrain::table::predict::predict_table(&opts)?;
                 println!(
@@ -710,6 +789,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     "  ok       {:>7} ({} with imputed features)",
                     s.ok, s.imputed
                 );
+                if s.failed > 0 {
+                    println!("  failed   {:>7}  non-finite-output", s.failed);
+                }
                 for (reason, n) in &s.rejected {
                     println!("  rejected {n:>7}  {reason}");
                 }
@@ -728,26 +810,39 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 backend: a.backend,
                 members_out: a.members_out,
                 resume: a.resume,
+                force: a.force,
                 progress,
             };
             let s = spectrain::predict::predict(&opts)?;
+            if s.already_complete {
+                println!(
+                    "predict: {} is already complete ({} files); nothing to do",
+                    opts.out.display(),
+                    s.files
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             let new = s.files - s.resumed;
             println!(
-                "predict: {} files ({} resumed) in {:.2} s ({:.0} spectra/s) -> {}",
+                "predict: {} files ({} from the interrupted run, {} now) in {:.2} s ({:.0} spectra/s) -> {}",
                 s.files,
                 s.resumed,
+                new,
                 s.seconds,
                 new as f64 / s.seconds.max(1e-9),
                 opts.out.display()
             );
             println!("  ok       {:>7}", s.ok);
+            if s.failed > 0 {
+                println!("  failed   {:>7}  non-finite-output", s.failed);
+            }
             for (reason, n) in &s.rejected {
                 println!("  rejected {n:>7}  {reason}");
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Merge(a) => {
-            let r = spectrain::predict::merge(&a.shards, &a.out, a.spectra.as_deref())?;
+            let r = spectrain::predict::merge(&a.shards, &a.out, a.spectra.as_deref(), a.force)?;
             println!("merge: {} rows -> {}", r.rows, a.out.display());
             for f in &r.duplicates {
                 println!("  duplicated: {f}");

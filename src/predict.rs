@@ -14,6 +14,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 
 use crate::catalog::{csv_to_fits, CatalogError};
+use crate::csvio::fmt_float;
 use crate::ensemble::{Ensemble, EnsembleError, Task};
 use crate::fits::find_spectra;
 use crate::model::BackendChoice;
@@ -34,6 +35,8 @@ pub struct PredictOptions {
     pub shard: Option<(usize, usize)>,
     pub members_out: bool,
     pub resume: bool,
+    /// Replace an existing catalog (or discard an interrupted run's partial file).
+    pub force: bool,
     pub progress: bool,
 }
 
@@ -52,8 +55,18 @@ pub enum PredictError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{0} exists from an interrupted run: pass --resume to continue it, or delete it")]
+    #[error("{0} exists from an interrupted run: pass --resume to continue it, or --force to start over")]
     PartialExists(PathBuf),
+    #[error("{0}: no .fits, .fit or .fits.gz files found")]
+    NoFiles(PathBuf),
+    #[error("--out {out} lies inside the spectra directory {spectra} and has a FITS name: a later run would read the catalog as a spectrum")]
+    OutInsideSpectra { out: PathBuf, spectra: PathBuf },
+    #[error(transparent)]
+    Output(#[from] crate::outputs::OutputError),
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
+    #[error("{path}: {reason}")]
+    Mismatch { path: PathBuf, reason: String },
     #[error("{path}: cannot resume: {reason}")]
     Resume { path: PathBuf, reason: String },
     #[error("{0}: this model reads catalog features, not spectra; use predict --table")]
@@ -90,11 +103,89 @@ fn shard_of(relative: &str, n: usize) -> usize {
 
 #[derive(Debug, Clone, Default)]
 pub struct PredictSummary {
+    /// Files in the whole catalog (this shard), resumed rows included.
     pub files: usize,
+    /// Rows already in the catalog from an earlier, interrupted run.
     pub resumed: usize,
+    /// Counts over the whole catalog.
     pub ok: usize,
+    /// Spectra whose network outputs were not finite (`status=failed`).
+    pub failed: usize,
     pub rejected: BTreeMap<String, usize>,
     pub seconds: f64,
+    /// `--resume` found the catalog already complete: nothing was done.
+    pub already_complete: bool,
+}
+
+/// What made a catalog: written beside it as `CATALOG.json` (and beside the
+/// partial file while it runs), so `--resume` and `merge` never mix catalogs
+/// of different models, spectra, shards or columns.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CatalogIdentity {
+    pub spectrain_version: String,
+    /// The model directory as given (informational).
+    pub model: String,
+    pub model_spec_sha256: String,
+    pub weights_sha256: Vec<String>,
+    /// The spectra directory, absolute.
+    pub spectra: String,
+    /// `[k, n]` for `--shard k/n`.
+    pub shard: Option<[usize; 2]>,
+    pub columns: Vec<String>,
+}
+
+impl CatalogIdentity {
+    /// What differs from `other` (ignoring the version, the model path and,
+    /// with `ignore_shard`, the shard), or `None`.
+    pub fn differences(&self, other: &Self, ignore_shard: bool) -> Option<String> {
+        let mut d = Vec::new();
+        if self.model_spec_sha256 != other.model_spec_sha256 {
+            d.push(format!(
+                "model spec SHA-256 {} vs {}",
+                other.model_spec_sha256, self.model_spec_sha256
+            ));
+        }
+        if self.weights_sha256 != other.weights_sha256 {
+            d.push("member weights (SHA-256) differ".to_string());
+        }
+        if self.spectra != other.spectra {
+            d.push(format!(
+                "spectra directory {} vs {}",
+                other.spectra, self.spectra
+            ));
+        }
+        if !ignore_shard && self.shard != other.shard {
+            let f = |s: Option<[usize; 2]>| s.map_or("none".into(), |[k, n]| format!("{k}/{n}"));
+            d.push(format!("shard {} vs {}", f(other.shard), f(self.shard)));
+        }
+        if self.columns != other.columns {
+            d.push("catalog columns differ (another model or --members-out?)".into());
+        }
+        (!d.is_empty()).then(|| d.join("; "))
+    }
+
+    fn read(path: &Path) -> Result<Self, PredictError> {
+        let text = std::fs::read_to_string(path).map_err(|e| PredictError::Mismatch {
+            path: path.to_path_buf(),
+            reason: format!(
+                "cannot read the catalog's identity ({e}); catalogs written before spectrain 0.2 have none: predict again"
+            ),
+        })?;
+        serde_json::from_str(&text).map_err(|e| PredictError::Mismatch {
+            path: path.to_path_buf(),
+            reason: format!("not a catalog identity: {e}"),
+        })
+    }
+}
+
+/// `CATALOG.csv` -> `CATALOG.csv.json`.
+pub fn identity_path(catalog: &Path) -> PathBuf {
+    let mut name = catalog
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(".json");
+    catalog.with_file_name(name)
 }
 
 /// The prediction columns of a catalog: `<label>, <label>_std` per label, or
@@ -133,8 +224,8 @@ pub fn prediction_cells(
             for (j, range) in spec.domain.label_ranges.iter().enumerate() {
                 let mean = preds.mean(i, j);
                 out_of_range |= mean < range[0] || mean > range[1];
-                row.push(format!("{mean}"));
-                row.push(format!("{}", preds.std(i, j)));
+                row.push(fmt_float(mean));
+                row.push(fmt_float(preds.std(i, j)));
             }
         }
         Task::Classify => {
@@ -143,8 +234,8 @@ pub fn prediction_cells(
                 .unwrap_or(0);
             row.push(spec.classes[best].clone());
             for o in 0..preds.outputs {
-                row.push(format!("{}", preds.mean(i, o)));
-                row.push(format!("{}", preds.std(i, o)));
+                row.push(fmt_float(preds.mean(i, o)));
+                row.push(fmt_float(preds.std(i, o)));
             }
         }
     }
@@ -175,9 +266,20 @@ pub fn columns(ensemble: &Ensemble, members_out: bool) -> Vec<String> {
 }
 
 fn fmt_opt(v: Option<f64>) -> String {
-    v.filter(|x| x.is_finite())
-        .map_or(String::new(), |x| format!("{x}"))
+    v.filter(|x| x.is_finite()).map_or(String::new(), fmt_float)
 }
+
+/// Whether every member's every output for input `i` is finite.
+pub fn outputs_finite(preds: &crate::ensemble::Predictions, i: usize) -> bool {
+    let o = preds.outputs;
+    preds
+        .members
+        .iter()
+        .all(|m| m[i * o..(i + 1) * o].iter().all(|v| v.is_finite()))
+}
+
+/// The reason written for a spectrum whose network outputs are not finite.
+pub const NON_FINITE: &str = "non-finite-output: the network returned NaN or infinite values (broken weights, or an input far outside the training data)";
 
 /// `CATALOG.csv` -> `CATALOG.csv.partial`.
 pub fn partial_path(out: &Path) -> PathBuf {
@@ -189,14 +291,38 @@ pub fn partial_path(out: &Path) -> PathBuf {
     out.with_file_name(name)
 }
 
-fn is_fits(path: &Path) -> bool {
-    let n = path.to_string_lossy().to_ascii_lowercase();
-    n.ends_with(".fits") || n.ends_with(".fit")
+/// Writes the finished CSV `csv` as `out` in the format its name asks for.
+fn publish(csv: &Path, out: &Path) -> Result<(), PredictError> {
+    match crate::outputs::catalog_format(out)? {
+        crate::outputs::CatalogFormat::Csv => std::fs::rename(csv, out)?,
+        crate::outputs::CatalogFormat::Fits { gzip } => {
+            csv_to_fits(csv, out, gzip)?;
+            std::fs::remove_file(csv)?;
+        }
+    }
+    Ok(())
+}
+
+/// Counts a catalog row's status into `summary`.
+fn count_row(summary: &mut PredictSummary, status: &str, reason: &str) {
+    match status {
+        "ok" => summary.ok += 1,
+        "failed" => summary.failed += 1,
+        _ => {
+            let code = reason.split(':').next().unwrap_or("").to_string();
+            *summary.rejected.entry(code).or_insert(0) += 1;
+        }
+    }
 }
 
 /// Reads the rows of an interrupted run's partial catalog, drops a torn last
-/// line, rewrites the file with complete rows only, and returns their files.
-fn recover_partial(path: &Path, header: &[String]) -> Result<HashSet<String>, PredictError> {
+/// line, rewrites the file with complete rows only, counts them into
+/// `summary` and returns their files.
+fn recover_partial(
+    path: &Path,
+    header: &[String],
+    summary: &mut PredictSummary,
+) -> Result<HashSet<String>, PredictError> {
     let resume_err = |reason: String| PredictError::Resume {
         path: path.to_path_buf(),
         reason,
@@ -226,14 +352,64 @@ fn recover_partial(path: &Path, header: &[String]) -> Result<HashSet<String>, Pr
         if rec.len() != header.len() {
             return Err(resume_err("a row has the wrong number of fields".into()));
         }
+        count_row(summary, &rec[5], &rec[6]);
         done.insert(rec[0].to_string());
     }
+    summary.resumed = done.len();
     std::fs::write(path, complete)?;
     Ok(done)
 }
 
+/// The identity of the catalog this run would write.
+fn identity_of(
+    opts: &PredictOptions,
+    ensemble: &Ensemble,
+    header: &[String],
+) -> Result<CatalogIdentity, PredictError> {
+    let files = crate::model_dir::ModelDir::new(&opts.model);
+    let weights = (0..ensemble.members.len())
+        .map(|m| crate::model_dir::sha256_file(&files.member_weights(m)))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(CatalogIdentity {
+        spectrain_version: env!("CARGO_PKG_VERSION").into(),
+        model: opts.model.display().to_string(),
+        model_spec_sha256: crate::model_dir::sha256_file(&files.spec())?,
+        weights_sha256: weights,
+        spectra: crate::pathtext::path_text(&crate::outputs::resolve(&opts.spectra)),
+        shard: opts.shard.map(|(k, n)| [k, n]),
+        columns: header.to_vec(),
+    })
+}
+
+fn write_identity(path: &Path, id: &CatalogIdentity) -> std::io::Result<()> {
+    crate::atomic::write_atomically(path, |tmp| {
+        std::fs::write(tmp, serde_json::to_string_pretty(id).expect("json"))
+    })
+}
+
+/// Checks the output before any work: format, directory, existing files, and
+/// that it is not an input.
+fn check_output(opts: &PredictOptions) -> Result<(), PredictError> {
+    let format = crate::outputs::catalog_format(&opts.out)?;
+    if opts.out.is_dir() {
+        return Err(crate::outputs::OutputError::IsDirectory(opts.out.clone()).into());
+    }
+    let inside =
+        crate::outputs::resolve(&opts.out).starts_with(crate::outputs::resolve(&opts.spectra));
+    if inside && format != crate::outputs::CatalogFormat::Csv {
+        return Err(PredictError::OutInsideSpectra {
+            out: opts.out.clone(),
+            spectra: opts.spectra.clone(),
+        });
+    }
+    crate::outputs::check_not_over_inputs(&opts.out, &[("model directory", &opts.model)])?;
+    crate::outputs::create_parent(&opts.out)?;
+    Ok(())
+}
+
 pub fn predict(opts: &PredictOptions) -> Result<PredictSummary, PredictError> {
     let start = Instant::now();
+    check_output(opts)?;
     let compute = opts.backend.resolve()?;
     tracing::info!("backend {} ({})", compute.backend, compute.reason);
     let ensemble = Ensemble::load(&opts.model, &compute.device)?;
@@ -244,19 +420,19 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary, PredictError> {
     // The model's own recipe: training and inference cannot drift apart.
     let pre = Preprocessor::new(spec.preprocess.clone())?;
     let header = columns(&ensemble, opts.members_out);
+    let run_id = identity_of(opts, &ensemble, &header)?;
 
-    let mut files: Vec<(PathBuf, String)> = find_spectra(&opts.spectra)
-        .map_err(|source| PredictError::Walk {
-            path: opts.spectra.clone(),
-            source,
-        })?
+    let all = find_spectra(&opts.spectra).map_err(|source| PredictError::Walk {
+        path: opts.spectra.clone(),
+        source,
+    })?;
+    if all.is_empty() {
+        return Err(PredictError::NoFiles(opts.spectra.clone()));
+    }
+    let mut files: Vec<(PathBuf, String)> = all
         .into_iter()
         .map(|p| {
-            let rel = p
-                .strip_prefix(&opts.spectra)
-                .unwrap_or(&p)
-                .to_string_lossy()
-                .into_owned();
+            let rel = crate::pathtext::path_text(p.strip_prefix(&opts.spectra).unwrap_or(&p));
             (p, rel)
         })
         .collect();
@@ -264,25 +440,55 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary, PredictError> {
         files.retain(|(_, rel)| shard_of(rel, n) == k - 1);
     }
 
-    if let Some(dir) = opts.out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
+    // One run at a time writes this catalog.
     let partial = partial_path(&opts.out);
-    let done = if partial.exists() {
+    let mut lock_path = partial.clone().into_os_string();
+    lock_path.push(".lock");
+    let lock =
+        crate::lock::FileLock::acquire(Path::new(&lock_path), crate::lock::LockMode::Exclusive)?;
+    let partial_id = identity_path(&partial);
+    let out_id = identity_path(&opts.out);
+
+    let mut summary = PredictSummary {
+        files: files.len(),
+        ..Default::default()
+    };
+    if opts.out.exists() && !partial.exists() && !opts.force {
+        if !opts.resume {
+            return Err(crate::outputs::OutputError::Exists(opts.out.clone()).into());
+        }
+        // A finished catalog resumed: nothing to do, if it is this run's.
+        let saved = CatalogIdentity::read(&out_id)?;
+        if let Some(d) = run_id.differences(&saved, false) {
+            return Err(PredictError::Mismatch {
+                path: opts.out.clone(),
+                reason: format!("the finished catalog was made differently: {d}"),
+            });
+        }
+        summary.already_complete = true;
+        summary.resumed = files.len();
+        summary.seconds = start.elapsed().as_secs_f64();
+        lock.release_and_remove();
+        return Ok(summary);
+    }
+    let done = if partial.exists() && !opts.force {
         if !opts.resume {
             return Err(PredictError::PartialExists(partial));
         }
-        recover_partial(&partial, &header)?
+        let saved = CatalogIdentity::read(&partial_id)?;
+        if let Some(d) = run_id.differences(&saved, false) {
+            return Err(PredictError::Resume {
+                path: partial.clone(),
+                reason: format!("it was started differently: {d}"),
+            });
+        }
+        recover_partial(&partial, &header, &mut summary)?
     } else {
+        write_identity(&partial_id, &run_id)?;
         let mut w = csv::Writer::from_path(&partial).map_err(std::io::Error::other)?;
         w.write_record(&header).map_err(std::io::Error::other)?;
         w.flush()?;
         HashSet::new()
-    };
-    let mut summary = PredictSummary {
-        files: files.len(),
-        resumed: done.len(),
-        ..Default::default()
     };
     let todo: Vec<&(PathBuf, String)> = files
         .iter()
@@ -329,7 +535,6 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary, PredictError> {
                     detail,
                     meta,
                 } => {
-                    *summary.rejected.entry(reason.to_string()).or_insert(0) += 1;
                     let mut row = vec![rel.clone()];
                     row.extend(identity(meta.as_deref()));
                     row.push("rejected".into());
@@ -342,12 +547,21 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary, PredictError> {
                     row
                 }
                 FileOutcome::Kept { spectrum, input } => {
-                    summary.ok += 1;
                     let i = k;
                     k += 1;
-                    kept_row(&ensemble, &preds, i, rel, spectrum, input, opts.members_out)
+                    if outputs_finite(&preds, i) {
+                        kept_row(&ensemble, &preds, i, rel, spectrum, input, opts.members_out)
+                    } else {
+                        let mut row = vec![rel.clone()];
+                        row.extend(identity(Some(&spectrum.meta)));
+                        row.push("failed".into());
+                        row.push(NON_FINITE.into());
+                        row.resize(header.len(), String::new());
+                        row
+                    }
                 }
             };
+            count_row(&mut summary, &row[5], &row[6]);
             writer.write_record(&row).map_err(std::io::Error::other)?;
         }
         writer.flush()?;
@@ -356,12 +570,12 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary, PredictError> {
     bar.finish_and_clear();
     drop(writer);
 
-    if is_fits(&opts.out) {
-        csv_to_fits(&partial, &opts.out)?;
-        std::fs::remove_file(&partial)?;
-    } else {
-        std::fs::rename(&partial, &opts.out)?;
-    }
+    // The identity first, then the catalog: a kill in between leaves the
+    // partial file and its identity, which --resume finishes.
+    write_identity(&out_id, &run_id)?;
+    publish(&partial, &opts.out)?;
+    let _ = std::fs::remove_file(&partial_id);
+    lock.release_and_remove();
     summary.seconds = start.elapsed().as_secs_f64();
     Ok(summary)
 }
@@ -434,9 +648,65 @@ pub fn merge(
     shards: &[PathBuf],
     out: &Path,
     spectra: Option<&Path>,
+    force: bool,
 ) -> Result<MergeReport, PredictError> {
+    crate::outputs::catalog_format(out)?;
+    let inputs: Vec<(&str, &Path)> = shards.iter().map(|p| ("shard", p.as_path())).collect();
+    crate::outputs::check_not_over_inputs(out, &inputs)?;
+    crate::outputs::check_file(out, force)?;
+    // Every shard must come from the same model, spectra and columns, and be a
+    // different K of the same N.
+    let mut first: Option<(PathBuf, CatalogIdentity)> = None;
+    let mut seen_shards = HashSet::new();
+    for shard in shards {
+        let id = CatalogIdentity::read(&identity_path(shard))?;
+        if let Some(k) = id.shard {
+            if !seen_shards.insert(k) {
+                return Err(PredictError::Mismatch {
+                    path: shard.clone(),
+                    reason: format!("shard {}/{} is given twice", k[0], k[1]),
+                });
+            }
+        }
+        match &first {
+            None => first = Some((shard.clone(), id)),
+            Some((p, f)) => {
+                let mut d = f.differences(&id, true);
+                if f.shard.map(|s| s[1]) != id.shard.map(|s| s[1]) {
+                    let n = |s: Option<[usize; 2]>| {
+                        s.map_or("unsharded".into(), |s| format!("of {}", s[1]))
+                    };
+                    d = Some(format!(
+                        "{}shard {} vs {}",
+                        d.map_or(String::new(), |d| format!("{d}; ")),
+                        n(id.shard),
+                        n(f.shard)
+                    ));
+                }
+                if let Some(d) = d {
+                    return Err(PredictError::Mismatch {
+                        path: shard.clone(),
+                        reason: format!("made differently from {}: {d}", p.display()),
+                    });
+                }
+            }
+        }
+    }
+    let (_, first) = first.ok_or_else(|| PredictError::Mismatch {
+        path: out.to_path_buf(),
+        reason: "no shard catalogs given".into(),
+    })?;
+    if let Some(dir) = spectra {
+        let given = crate::pathtext::path_text(&crate::outputs::resolve(dir));
+        if given != first.spectra {
+            return Err(PredictError::Mismatch {
+                path: dir.to_path_buf(),
+                reason: format!("the shards were predicted over {}", first.spectra),
+            });
+        }
+    }
     let mut header: Option<Vec<String>> = None;
-    // Keyed by path so the order is a single run's (find_spectra sorts paths).
+    // Keyed by the file's text so the order is a single run's (find_spectra sorts paths).
     let mut rows: BTreeMap<PathBuf, csv::StringRecord> = BTreeMap::new();
     let mut report = MergeReport::default();
     for shard in shards {
@@ -460,7 +730,7 @@ pub fn merge(
         }
         for rec in r.records() {
             let rec = rec.map_err(|e| err(e.to_string()))?;
-            let key = PathBuf::from(&rec[0]);
+            let key = crate::pathtext::path_from_text(&rec[0]);
             if rows.insert(key, rec.clone()).is_some() {
                 report.duplicates.push(rec[0].to_string());
             }
@@ -473,12 +743,13 @@ pub fn merge(
         })? {
             let rel = p.strip_prefix(dir).unwrap_or(&p).to_path_buf();
             if !rows.contains_key(&rel) {
-                report.missing.push(rel.display().to_string());
+                report.missing.push(crate::pathtext::path_text(&rel));
             }
         }
     }
     report.rows = rows.len();
     let header = header.unwrap_or_default();
+    let tmp_csv = partial_path(out);
     let write_csv = |path: &Path| -> std::io::Result<()> {
         let mut w = csv::Writer::from_path(path)?;
         w.write_record(&header)?;
@@ -487,14 +758,13 @@ pub fn merge(
         }
         w.flush()
     };
-    if is_fits(out) {
-        let tmp_csv = partial_path(out);
-        write_csv(&tmp_csv)?;
-        csv_to_fits(&tmp_csv, out)?;
-        std::fs::remove_file(&tmp_csv)?;
-    } else {
-        crate::atomic::write_atomically(out, write_csv)?;
-    }
+    write_csv(&tmp_csv)?;
+    let merged = CatalogIdentity {
+        shard: None,
+        ..first
+    };
+    write_identity(&identity_path(out), &merged)?;
+    publish(&tmp_csv, out)?;
     Ok(report)
 }
 

@@ -23,6 +23,8 @@ pub struct PrepareOptions {
     pub join: JoinKey,
     pub columns: Vec<String>,
     pub config: PreprocessConfig,
+    /// Replace an existing dataset at `out`.
+    pub force: bool,
     pub progress: bool,
 }
 
@@ -41,6 +43,17 @@ pub enum PrepareError {
     NoFiles { path: PathBuf },
     #[error(transparent)]
     Dataset(#[from] DatasetError),
+    #[error(transparent)]
+    Output(#[from] crate::outputs::OutputError),
+    #[error(
+        "no spectrum could be used: {files} files, all rejected ({reasons}); see {rejects}{hint}"
+    )]
+    NothingKept {
+        files: usize,
+        reasons: String,
+        rejects: PathBuf,
+        hint: &'static str,
+    },
     #[error("{path}: cannot write reject list: {source}")]
     Rejects {
         path: PathBuf,
@@ -137,6 +150,13 @@ pub fn process_file(path: &Path, pre: &Preprocessor) -> FileOutcome {
 pub fn prepare(opts: &PrepareOptions) -> Result<PrepareSummary, PrepareError> {
     let start = Instant::now();
     let pre = Preprocessor::new(opts.config.clone())?;
+    // Where the results go is checked before any file is read.
+    let rejects_path = rejects_path(&opts.out);
+    crate::outputs::require_hdf5(&opts.out)?;
+    crate::outputs::check_not_over_inputs(&opts.out, &[("label catalog", &opts.labels)])?;
+    crate::outputs::check_not_over_inputs(&rejects_path, &[("label catalog", &opts.labels)])?;
+    crate::outputs::check_file(&opts.out, opts.force)?;
+    crate::outputs::check_file(&rejects_path, true)?;
     // Fail on a bad catalog before touching thousands of files.
     let labels = LabelTable::read(&opts.labels, opts.join, &opts.columns)?;
     if labels.duplicate_keys > 0 {
@@ -176,7 +196,7 @@ pub fn prepare(opts: &PrepareOptions) -> Result<PrepareSummary, PrepareError> {
     let mut dataset = Dataset::new(opts.columns.clone(), opts.config.clone());
     let mut rejects = Vec::new();
     for (path, outcome) in files.iter().zip(outcomes) {
-        let file = path.display().to_string();
+        let file = crate::pathtext::path_text(path);
         match outcome {
             FileOutcome::Rejected { reason, detail, .. } => rejects.push(Reject {
                 file,
@@ -208,24 +228,43 @@ pub fn prepare(opts: &PrepareOptions) -> Result<PrepareSummary, PrepareError> {
                     file,
                     reason: "missing-label",
                 }),
+                LabelLookup::Bad(column, text) => rejects.push(Reject {
+                    detail: format!(
+                        "{file}: label '{column}' is '{text}', not a number finite in 32 bits"
+                    ),
+                    file,
+                    reason: "not-a-number",
+                }),
             },
         }
     }
 
-    if let Some(dir) = opts.out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(DatasetError::Io)?;
-    }
-    let rejects_path = rejects_path(&opts.out);
     write_rejects(&rejects_path, &rejects).map_err(|source| PrepareError::Rejects {
         path: rejects_path.clone(),
         source,
     })?;
-    dataset.write(&opts.out)?;
-
     let mut rejected = BTreeMap::new();
     for r in &rejects {
         *rejected.entry(r.reason).or_insert(0) += 1;
     }
+    if dataset.is_empty() {
+        let only_no_label = rejected.len() == 1 && rejected.contains_key("no-label");
+        return Err(PrepareError::NothingKept {
+            files: files.len(),
+            reasons: rejected
+                .iter()
+                .map(|(r, n)| format!("{r} {n}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            rejects: rejects_path,
+            hint: match (only_no_label, opts.join) {
+                (true, JoinKey::Obsid) => "; no OBSID matched the catalog's obsid column: if the catalog names files, use --id file",
+                (true, JoinKey::File) => "; no file name matched the catalog's file column",
+                _ => "",
+            },
+        });
+    }
+    dataset.write(&opts.out)?;
     Ok(PrepareSummary {
         files: files.len(),
         kept: dataset.len(),

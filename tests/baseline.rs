@@ -63,6 +63,7 @@ fn every_method_learns_mass_reproducibly_and_reports_like_evaluate() {
         labels: vec!["log_mass".into()],
         id: Some("id".into()),
         missing: MissingFeatures::Impute,
+        force: false,
     })
     .unwrap();
     let ds = spectrain::Dataset::read(&data).unwrap();

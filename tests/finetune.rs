@@ -20,6 +20,7 @@ fn prepare(table: &Path, out: &Path) {
         labels: vec!["log_mass".into()],
         id: Some("id".into()),
         missing: MissingFeatures::Reject,
+        force: false,
     })
     .unwrap();
 }

@@ -94,7 +94,14 @@ fn every_input_gets_one_row_and_resume_and_shards_reproduce_it() {
     let mut partial = lines[..12].join("\n");
     partial.push('\n');
     partial.push_str(&lines[12][..lines[12].len() / 2]);
-    std::fs::write(spectrain::predict::partial_path(&resumed), partial).unwrap();
+    let partial_path = spectrain::predict::partial_path(&resumed);
+    std::fs::write(&partial_path, partial).unwrap();
+    // The interrupted run also left the identity of what it was making.
+    std::fs::copy(
+        spectrain::predict::identity_path(&single),
+        spectrain::predict::identity_path(&partial_path),
+    )
+    .unwrap();
     // Without --resume the partial file is not silently overwritten.
     let refused = spectrain()
         .args(["-q", "predict", "--backend", "cpu", "--model"])

@@ -28,6 +28,7 @@ fn prepare(
         labels: vec!["log_mass".into(), "log_age".into()],
         id: Some("id".into()),
         missing,
+        force: false,
     })
     .unwrap()
 }

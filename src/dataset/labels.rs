@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::csvio::{cell_text, parse_cell, Cell};
 use crate::spectrum::SpectrumMeta;
 
 /// Which identifier joins a spectrum to its label row.
@@ -29,23 +30,31 @@ pub enum LabelError {
         column: String,
         available: String,
     },
-    #[error("{path}: row {row}: {column} = '{value}' is not a number")]
-    NotNumber {
+    #[error("{path}: the label catalog has no 'obsid' column (columns: {available}); {hint}")]
+    NoObsid {
         path: PathBuf,
-        row: usize,
-        column: String,
-        value: String,
+        available: String,
+        hint: &'static str,
     },
 }
 
-/// Label rows indexed by join key. Values are `None` where the catalog cell is empty or NaN.
+/// A label cell, by the one CSV rule of [`crate::csvio`].
+#[derive(Debug, Clone, PartialEq)]
+enum LabelValue {
+    Value(f64),
+    Missing,
+    /// Text that is not a number finite in f32.
+    Bad(String),
+}
+
+/// Label rows indexed by join key.
 #[derive(Debug, Clone)]
 pub struct LabelTable {
     pub names: Vec<String>,
     key: JoinKey,
     by_obsid: HashMap<i64, usize>,
     by_file: HashMap<String, usize>,
-    rows: Vec<Vec<Option<f64>>>,
+    rows: Vec<Vec<LabelValue>>,
     /// Keys seen more than once; the first row wins.
     pub duplicate_keys: usize,
 }
@@ -56,6 +65,8 @@ pub enum LabelLookup<'a> {
     Found(Vec<f32>),
     NoRow(String),
     Missing(&'a str),
+    /// The named column's text is not a number.
+    Bad(&'a str, &'a str),
 }
 
 /// File names match with or without a trailing `.gz`.
@@ -75,16 +86,13 @@ impl LabelTable {
             path: path.to_path_buf(),
             source,
         };
-        let mut reader = csv::ReaderBuilder::new()
-            .trim(csv::Trim::All)
-            .from_path(path)
-            .map_err(csv_err)?;
-        let headers = reader.headers().map_err(csv_err)?.clone();
-        let find = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
+        let mut reader = crate::csvio::reader(path).map_err(csv_err)?;
+        let headers = crate::csvio::Header::read(&mut reader).map_err(csv_err)?;
+        let find = |name: &str| headers.find(name);
         let missing = |column: &str| LabelError::MissingColumn {
             path: path.to_path_buf(),
             column: column.to_string(),
-            available: headers.iter().collect::<Vec<_>>().join(","),
+            available: headers.list(),
         };
         let label_idx = columns
             .iter()
@@ -93,7 +101,17 @@ impl LabelTable {
         let obsid_idx = find("obsid");
         let file_idx = find("file");
         match key {
-            JoinKey::Obsid if obsid_idx.is_none() => return Err(missing("obsid")),
+            JoinKey::Obsid if obsid_idx.is_none() => {
+                return Err(LabelError::NoObsid {
+                    path: path.to_path_buf(),
+                    available: headers.list(),
+                    hint: if file_idx.is_some() {
+                        "it has a 'file' column: join on file names with --id file"
+                    } else {
+                        "add an 'obsid' column, or a 'file' column and use --id file"
+                    },
+                })
+            }
             JoinKey::File if file_idx.is_none() => return Err(missing("file")),
             _ => {}
         }
@@ -105,25 +123,22 @@ impl LabelTable {
             rows: Vec::new(),
             duplicate_keys: 0,
         };
-        for (i, record) in reader.records().enumerate() {
+        for record in reader.byte_records() {
             let record = record.map_err(csv_err)?;
-            let row_no = i + 2; // 1-based, after the header line
-            let mut values = Vec::with_capacity(label_idx.len());
-            for (&idx, name) in label_idx.iter().zip(columns) {
-                let cell = record.get(idx).unwrap_or("");
-                values.push(parse_cell(cell).map_err(|_| LabelError::NotNumber {
-                    path: path.to_path_buf(),
-                    row: row_no,
-                    column: name.clone(),
-                    value: cell.to_string(),
-                })?);
-            }
+            let values = label_idx
+                .iter()
+                .map(|&idx| match parse_cell(record.get(idx).unwrap_or(b"")) {
+                    Cell::Value(v) => LabelValue::Value(v),
+                    Cell::Missing => LabelValue::Missing,
+                    Cell::Bad => LabelValue::Bad(cell_text(&record, idx)),
+                })
+                .collect();
             let row = table.rows.len();
             table.rows.push(values);
             // The first row wins for a repeated key.
             let mut duplicate = false;
             if let Some(obsid) = obsid_idx
-                .and_then(|i| record.get(i))
+                .map(|i| cell_text(&record, i))
                 .and_then(|s| s.parse::<f64>().ok())
                 .filter(|v| v.fract() == 0.0)
             {
@@ -132,10 +147,10 @@ impl LabelTable {
                 slot.or_insert(row);
             }
             if let Some(file) = file_idx
-                .and_then(|i| record.get(i))
+                .map(|i| cell_text(&record, i))
                 .filter(|s| !s.is_empty())
             {
-                let slot = table.by_file.entry(file_key(file));
+                let slot = table.by_file.entry(file_key(&file));
                 duplicate |= key == JoinKey::File && matches!(slot, Entry::Occupied(_));
                 slot.or_insert(row);
             }
@@ -187,19 +202,11 @@ impl LabelTable {
         let mut out = Vec::with_capacity(self.names.len());
         for (v, name) in self.rows[row].iter().zip(&self.names) {
             match v {
-                Some(v) => out.push(*v as f32),
-                None => return LabelLookup::Missing(name),
+                LabelValue::Value(v) => out.push(*v as f32),
+                LabelValue::Missing => return LabelLookup::Missing(name),
+                LabelValue::Bad(text) => return LabelLookup::Bad(name, text),
             }
         }
         LabelLookup::Found(out)
     }
-}
-
-/// Empty and NaN cells are missing values; anything else must parse as a number.
-fn parse_cell(cell: &str) -> Result<Option<f64>, ()> {
-    if cell.is_empty() || cell.eq_ignore_ascii_case("nan") || cell.eq_ignore_ascii_case("null") {
-        return Ok(None);
-    }
-    let v: f64 = cell.parse().map_err(|_| ())?;
-    Ok(v.is_finite().then_some(v))
 }

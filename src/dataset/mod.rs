@@ -204,6 +204,14 @@ impl Dataset {
             reason,
         };
         let file = hdf5::File::open(path).map_err(h5)?;
+        let names = file.attr_names().map_err(h5)?;
+        if !names.iter().any(|n| n == "preprocess_config") {
+            return Err(invalid(
+                "not a spectrain dataset (it has no preprocess_config attribute): make one with \
+                 `spectrain prepare` or `spectrain prepare-table`"
+                    .into(),
+            ));
+        }
         let config_json = read_string_attr(&file, "preprocess_config").map_err(h5)?;
         let preprocess: PreprocessConfig = serde_json::from_str(&config_json)
             .map_err(|e| invalid(format!("preprocess_config attribute: {e}")))?;

@@ -105,11 +105,16 @@ impl Ensemble {
         let spec: EnsembleSpec =
             serde_json::from_str(&text).map_err(|e| EnsembleError::Invalid {
                 path: spec_path.clone(),
-                reason: e.to_string(),
+                reason: format!("not a spectrain model spec: {e}"),
             })?;
+        spec.validate().map_err(|reason| EnsembleError::Invalid {
+            path: spec_path.clone(),
+            reason: format!("inconsistent spec: {reason}"),
+        })?;
+        let files = crate::model_dir::ModelDir::new(dir);
         let mut members = Vec::new();
         for m in 0..spec.training.members {
-            let path = dir.join(EnsembleSpec::member_file(m));
+            let path = files.member_weights(m);
             if !path.exists() {
                 return Err(EnsembleError::Invalid {
                     path,
@@ -117,14 +122,39 @@ impl Ensemble {
                         .into(),
                 });
             }
-            let model =
-                spec.model
-                    .load(&path, device)
-                    .map_err(|reason| EnsembleError::Invalid {
-                        path: path.clone(),
-                        reason,
-                    })?;
-            members.push(model.valid());
+            files
+                .verify_checksum(m)
+                .map_err(|reason| EnsembleError::Invalid {
+                    path: path.clone(),
+                    reason,
+                })?;
+            let model = spec
+                .model
+                .load(&path, device)
+                .map_err(|reason| EnsembleError::Invalid {
+                    path: path.clone(),
+                    reason,
+                })?
+                .valid();
+            // The weights must produce what the spec says: one value per label or class.
+            let probe = forward_all(
+                &model,
+                &vec![0.0; spec.input_len()],
+                spec.input_len(),
+                1,
+                device,
+            );
+            if probe.len() != spec.model.outputs() {
+                return Err(EnsembleError::Invalid {
+                    path,
+                    reason: format!(
+                        "the weights give {} outputs but spec.json says {}",
+                        probe.len(),
+                        spec.model.outputs()
+                    ),
+                });
+            }
+            members.push(model);
         }
         Ok(Self {
             spec,
@@ -135,13 +165,7 @@ impl Ensemble {
 
     /// Values per input: 4096 pixels, or the number of catalog features.
     pub fn input_len(&self) -> usize {
-        match &self.spec.features {
-            Some(f) => f.names.len(),
-            None => {
-                let [b, w] = self.spec.preprocess.input_shape();
-                b * w
-            }
-        }
+        self.spec.input_len()
     }
 
     /// Predicts row-major inputs `[n, input_len]` (preprocessed spectra, or raw

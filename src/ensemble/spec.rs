@@ -303,6 +303,97 @@ impl EnsembleSpec {
     pub fn member_file(member: usize) -> String {
         format!("member-{member:02}.bpk")
     }
+
+    /// Values per input the network reads: pixels, or catalog features.
+    pub fn input_len(&self) -> usize {
+        match &self.features {
+            Some(f) => f.names.len(),
+            None => {
+                let [b, w] = self.preprocess.input_shape();
+                b * w
+            }
+        }
+    }
+
+    /// Checks the parts of the spec against each other (a hand-edited or
+    /// truncated spec must not shift catalog columns); every problem named.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut bad = Vec::new();
+        let outputs = self.model.outputs();
+        let labels = self.label_names.len();
+        if labels == 0 {
+            bad.push("label_names is empty".to_string());
+        }
+        match self.task {
+            Task::Regress => {
+                if labels != outputs {
+                    bad.push(format!(
+                        "{labels} label names for a network with {outputs} outputs"
+                    ));
+                }
+                match &self.standardiser {
+                    Some(s) if s.mean.len() != labels || s.std.len() != labels => {
+                        bad.push(format!(
+                            "the standardiser has {} means and {} stds for {labels} labels",
+                            s.mean.len(),
+                            s.std.len()
+                        ))
+                    }
+                    Some(s) if s.std.iter().any(|v| !(*v > 0.0) || !v.is_finite()) => {
+                        bad.push("a standardiser std is not positive and finite".into())
+                    }
+                    None => bad.push("a regression model without a standardiser".into()),
+                    _ => {}
+                }
+                if self.domain.label_ranges.len() != labels {
+                    bad.push(format!(
+                        "{} label ranges for {labels} labels",
+                        self.domain.label_ranges.len()
+                    ));
+                }
+            }
+            Task::Classify => {
+                if self.classes.len() != outputs {
+                    bad.push(format!(
+                        "{} classes for a network with {outputs} outputs",
+                        self.classes.len()
+                    ));
+                }
+            }
+        }
+        let input_len = self.input_len();
+        let network_inputs = match &self.model {
+            crate::model::ModelConfig::Densenet(c) => c.in_channels * c.length,
+            crate::model::ModelConfig::Mlp(c) => c.inputs,
+        };
+        if network_inputs != input_len {
+            bad.push(format!(
+                "the network reads {network_inputs} values but the inputs have {input_len}"
+            ));
+        }
+        if let Some(f) = &self.features {
+            let n = f.names.len();
+            if f.mean.len() != n || f.std.len() != n || f.ranges.len() != n {
+                bad.push("the feature scaler's lengths differ from its feature names".into());
+            }
+        }
+        if let Some(e) = &self.domain.input_envelope {
+            if e.lo.len() != input_len || e.hi.len() != input_len {
+                bad.push(format!(
+                    "the input envelope has {} values for inputs of {input_len}",
+                    e.lo.len()
+                ));
+            }
+        }
+        if self.training.members == 0 {
+            bad.push("training.members is 0".into());
+        }
+        if bad.is_empty() {
+            Ok(())
+        } else {
+            Err(bad.join("; "))
+        }
+    }
 }
 
 #[cfg(test)]

@@ -82,7 +82,7 @@ impl ModelConfig {
 
     /// Loads weights saved by [`Network::save`] into a fresh network.
     pub fn load(&self, path: &Path, device: &Device) -> Result<Network, String> {
-        let err = |e: burn::store::RecordError| format!("{}: {e}", path.display());
+        let err = |e: burn::store::RecordError| e.to_string();
         Ok(match self {
             Self::Densenet(c) => {
                 Network::Densenet(c.init(device).try_load_file(path).map_err(err)?)
@@ -134,6 +134,6 @@ impl Network {
             Self::Densenet(n) => n.save_file(path),
             Self::Mlp(n) => n.save_file(path),
         };
-        r.map_err(|e| format!("{}: {e}", path.display()))
+        r.map_err(|e| e.to_string())
     }
 }

@@ -2,8 +2,9 @@
 //! (`spectrain prepare-table`) or a catalog of predictions (`predict --table`)
 //! out.
 //!
-//! Missing values are explicit, never silently dropped. A cell is *missing*
-//! when it is empty or reads `nan`, `NA`, `null` or `-` (any case). Then:
+//! Missing values are explicit, never silently dropped. Cells are read by the
+//! one CSV rule of [`crate::csvio`] (missing: empty, `nan`, `na`, `n/a`,
+//! `null`, `none`, `-`; otherwise a number finite in f32). Then:
 //! - a missing **label** rejects the row (`missing-label`), listed with its
 //!   reason in `<out>.rejects.csv`;
 //! - a missing **feature** is kept as NaN and, at training and prediction,
@@ -11,8 +12,8 @@
 //!   predictions say which features were imputed. With `--missing reject`
 //!   such rows are rejected instead (`missing-feature`);
 //! - a row with every feature missing is rejected (`no-features`);
-//! - a cell that is not a number, or is infinite, rejects the row
-//!   (`not-a-number`), naming the column and the text.
+//! - a cell that is not a number finite in f32 (`abc`, `inf`, `1e39`) rejects
+//!   the row (`not-a-number`), naming the column and the text.
 
 pub mod predict;
 
@@ -38,6 +39,8 @@ pub enum TableError {
     Config(String),
     #[error(transparent)]
     Dataset(#[from] DatasetError),
+    #[error(transparent)]
+    Output(#[from] crate::outputs::OutputError),
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -51,60 +54,54 @@ pub enum MissingFeatures {
     Reject,
 }
 
-/// One cell read as a number.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Cell {
-    Value(f64),
-    Missing,
-    /// Text that is not a finite number.
-    Bad,
-}
+pub use crate::csvio::{parse_cell, Cell};
 
-pub fn parse_cell(text: &str) -> Cell {
-    let t = text.trim();
-    if t.is_empty() || ["nan", "na", "null", "-", "none"].contains(&t.to_ascii_lowercase().as_str())
-    {
-        return Cell::Missing;
-    }
-    match t.parse::<f64>() {
-        Ok(v) if v.is_finite() => Cell::Value(v),
-        _ => Cell::Bad,
-    }
-}
-
-/// A CSV reader that skips `#` comment lines and trims fields.
+/// A CSV reader with the one rule of [`crate::csvio`].
 pub fn reader(path: &Path) -> Result<csv::Reader<std::fs::File>, TableError> {
-    csv::ReaderBuilder::new()
-        .comment(Some(b'#'))
-        .trim(csv::Trim::All)
-        .from_path(path)
-        .map_err(|source| TableError::Csv {
-            path: path.to_path_buf(),
-            source,
-        })
+    crate::csvio::reader(path).map_err(|source| TableError::Csv {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The header of a table opened with [`reader`].
+pub fn header(
+    path: &Path,
+    r: &mut csv::Reader<std::fs::File>,
+) -> Result<crate::csvio::Header, TableError> {
+    crate::csvio::Header::read(r).map_err(|source| TableError::Csv {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Index of each of `names` in `header`, or an error naming the first absent one.
 pub fn column_indices(
     path: &Path,
-    header: &csv::StringRecord,
+    header: &crate::csvio::Header,
     names: &[String],
     role: &'static str,
 ) -> Result<Vec<usize>, TableError> {
     names
         .iter()
         .map(|n| {
-            header
-                .iter()
-                .position(|h| h == n)
-                .ok_or_else(|| TableError::MissingColumn {
-                    path: path.to_path_buf(),
-                    column: n.clone(),
-                    role,
-                    available: header.iter().collect::<Vec<_>>().join(","),
-                })
+            header.find(n).ok_or_else(|| TableError::MissingColumn {
+                path: path.to_path_buf(),
+                column: n.clone(),
+                role,
+                available: header.list(),
+            })
         })
         .collect()
+}
+
+/// A row's id: its `id` column, or its 1-based row number when there is none
+/// (or the cell is empty).
+pub fn row_id(record: &csv::ByteRecord, id_idx: Option<usize>, row_no: &str) -> String {
+    id_idx
+        .map(|c| crate::csvio::cell_text(record, c))
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| row_no.to_string())
 }
 
 /// How a row's features read: values (NaN where missing), or why it is rejected.
@@ -120,7 +117,7 @@ pub enum RowFeatures {
 }
 
 pub fn read_features(
-    record: &csv::StringRecord,
+    record: &csv::ByteRecord,
     idx: &[usize],
     names: &[String],
     missing: MissingFeatures,
@@ -128,8 +125,7 @@ pub fn read_features(
     let mut values = Vec::with_capacity(idx.len());
     let mut absent = Vec::new();
     for (k, &c) in idx.iter().enumerate() {
-        let text = record.get(c).unwrap_or("");
-        match parse_cell(text) {
+        match parse_cell(record.get(c).unwrap_or(b"")) {
             Cell::Value(v) => values.push(v as f32),
             Cell::Missing => {
                 values.push(f32::NAN);
@@ -138,7 +134,7 @@ pub fn read_features(
             Cell::Bad => {
                 return RowFeatures::Rejected {
                     reason: "not-a-number",
-                    detail: format!("{}: '{text}'", names[k]),
+                    detail: format!("{}: '{}'", names[k], crate::csvio::cell_text(record, c)),
                 }
             }
         }
@@ -174,6 +170,8 @@ pub struct PrepareTableOptions {
     /// Column naming each row (default: its 1-based row number).
     pub id: Option<String>,
     pub missing: MissingFeatures,
+    /// Replace an existing dataset at `out`.
+    pub force: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -207,12 +205,15 @@ pub fn prepare_table(opts: &PrepareTableOptions) -> Result<PrepareTableSummary, 
             "column '{both}' is both a feature and a label"
         )));
     }
+    crate::outputs::require_hdf5(&opts.out)?;
+    crate::outputs::check_not_over_inputs(&opts.out, &[("table", &opts.table)])?;
+    crate::outputs::check_file(&opts.out, opts.force)?;
     let mut r = reader(&opts.table)?;
     let csv_err = |source| TableError::Csv {
         path: opts.table.clone(),
         source,
     };
-    let header = r.headers().map_err(csv_err)?.clone();
+    let header = header(&opts.table, &mut r)?;
     let fidx = column_indices(&opts.table, &header, &opts.features, "feature")?;
     let lidx = column_indices(&opts.table, &header, &opts.labels, "label")?;
     let id_idx = match &opts.id {
@@ -226,14 +227,11 @@ pub fn prepare_table(opts: &PrepareTableOptions) -> Result<PrepareTableSummary, 
         ..Default::default()
     };
     let mut rejects: Vec<[String; 4]> = Vec::new();
-    for (i, rec) in r.records().enumerate() {
+    for (i, rec) in r.byte_records().enumerate() {
         let rec = rec.map_err(csv_err)?;
         summary.rows += 1;
         let row_no = (i + 1).to_string();
-        let id = id_idx
-            .and_then(|c| rec.get(c))
-            .filter(|s| !s.is_empty())
-            .map_or(row_no.clone(), str::to_string);
+        let id = row_id(&rec, id_idx, &row_no);
         let mut reject = |reason: &str, detail: String| {
             *summary.rejected.entry(reason.to_string()).or_insert(0) += 1;
             rejects.push([row_no.clone(), id.clone(), reason.to_string(), detail]);
@@ -241,14 +239,14 @@ pub fn prepare_table(opts: &PrepareTableOptions) -> Result<PrepareTableSummary, 
         let mut labels = Vec::with_capacity(lidx.len());
         let mut bad_label = None;
         for (k, &c) in lidx.iter().enumerate() {
-            let text = rec.get(c).unwrap_or("");
-            match parse_cell(text) {
+            match parse_cell(rec.get(c).unwrap_or(b"")) {
                 Cell::Value(v) => labels.push(v as f32),
                 Cell::Missing => {
                     bad_label = Some(("missing-label", opts.labels[k].clone()));
                     break;
                 }
                 Cell::Bad => {
+                    let text = crate::csvio::cell_text(&rec, c);
                     bad_label = Some(("not-a-number", format!("{}: '{text}'", opts.labels[k])));
                     break;
                 }
@@ -278,9 +276,6 @@ pub fn prepare_table(opts: &PrepareTableOptions) -> Result<PrepareTableSummary, 
                 });
             }
         }
-    }
-    if let Some(dir) = opts.out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
     }
     write_atomically(&summary.rejects_path, |tmp| -> std::io::Result<()> {
         let mut w = csv::Writer::from_path(tmp)?;

@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use super::{column_indices, read_features, reader, MissingFeatures, RowFeatures, TableError};
+use super::{
+    column_indices, header, read_features, reader, row_id, MissingFeatures, RowFeatures, TableError,
+};
 use crate::atomic::write_atomically;
 use crate::ensemble::{Ensemble, EnsembleError};
 use crate::model::BackendChoice;
@@ -26,6 +28,8 @@ pub struct PredictTableOptions {
     pub id: Option<String>,
     pub batch: usize,
     pub backend: BackendChoice,
+    /// Replace an existing output.
+    pub force: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +42,8 @@ pub enum PredictTableError {
     Backend(#[from] crate::model::backend::BackendError),
     #[error("{0}: this model reads spectra; use predict --spectra")]
     NotATableModel(PathBuf),
+    #[error(transparent)]
+    Output(#[from] crate::outputs::OutputError),
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -46,6 +52,8 @@ pub enum PredictTableError {
 pub struct PredictTableSummary {
     pub rows: usize,
     pub ok: usize,
+    /// Rows whose network outputs were not finite (`status=failed`).
+    pub failed: usize,
     pub imputed: usize,
     pub rejected: BTreeMap<String, usize>,
     pub seconds: f64,
@@ -62,6 +70,12 @@ pub fn columns(ensemble: &Ensemble) -> Vec<String> {
 
 pub fn predict_table(opts: &PredictTableOptions) -> Result<PredictTableSummary, PredictTableError> {
     let start = Instant::now();
+    crate::outputs::require_csv(&opts.out)?;
+    crate::outputs::check_not_over_inputs(
+        &opts.out,
+        &[("table", &opts.table), ("model directory", &opts.model)],
+    )?;
+    crate::outputs::check_file(&opts.out, opts.force)?;
     let compute = opts.backend.resolve()?;
     let ensemble = Ensemble::load(&opts.model, &compute.device)?;
     let spec = &ensemble.spec;
@@ -70,13 +84,7 @@ pub fn predict_table(opts: &PredictTableOptions) -> Result<PredictTableSummary, 
         .as_ref()
         .ok_or_else(|| PredictTableError::NotATableModel(opts.model.clone()))?;
     let mut r = reader(&opts.table)?;
-    let header = r
-        .headers()
-        .map_err(|source| TableError::Csv {
-            path: opts.table.clone(),
-            source,
-        })?
-        .clone();
+    let header = header(&opts.table, &mut r)?;
     // Every feature the model was trained on must be there: an error naming it otherwise.
     let fidx = column_indices(&opts.table, &header, &scaler.names, "feature of the model")?;
     let id_idx = match &opts.id {
@@ -84,14 +92,11 @@ pub fn predict_table(opts: &PredictTableOptions) -> Result<PredictTableSummary, 
         None => None,
     };
     let out_cols = columns(&ensemble);
-    if let Some(dir) = opts.out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
     let mut summary = PredictTableSummary::default();
     write_atomically(&opts.out, |tmp| -> Result<(), PredictTableError> {
         let mut w = csv::Writer::from_path(tmp).map_err(std::io::Error::other)?;
         w.write_record(&out_cols).map_err(std::io::Error::other)?;
-        let mut records = r.records().enumerate().peekable();
+        let mut records = r.byte_records().enumerate().peekable();
         while records.peek().is_some() {
             let chunk: Vec<_> = records.by_ref().take(CHUNK).collect();
             let mut rows = Vec::with_capacity(chunk.len());
@@ -102,10 +107,7 @@ pub fn predict_table(opts: &PredictTableOptions) -> Result<PredictTableSummary, 
                     source,
                 })?;
                 let row_no = (i + 1).to_string();
-                let id = id_idx
-                    .and_then(|c| rec.get(c))
-                    .filter(|s| !s.is_empty())
-                    .map_or(row_no.clone(), str::to_string);
+                let id = row_id(&rec, id_idx, &row_no);
                 let f = read_features(&rec, &fidx, &scaler.names, MissingFeatures::Impute);
                 if let RowFeatures::Kept { values, .. } = &f {
                     inputs.extend_from_slice(values);
@@ -123,6 +125,13 @@ pub fn predict_table(opts: &PredictTableOptions) -> Result<PredictTableSummary, 
                         out.push("rejected".into());
                         out.push(format!("{reason}: {detail}"));
                         out.resize(out_cols.len(), String::new());
+                    }
+                    RowFeatures::Kept { .. } if !crate::predict::outputs_finite(&preds, k) => {
+                        summary.failed += 1;
+                        out.push("failed".into());
+                        out.push(crate::predict::NON_FINITE.into());
+                        out.resize(out_cols.len(), String::new());
+                        k += 1;
                     }
                     RowFeatures::Kept { values, missing } => {
                         summary.ok += 1;

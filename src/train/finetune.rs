@@ -221,6 +221,12 @@ fn outside(values: &[f32], l: usize, r: usize, ranges: &[[f64; 2]]) -> bool {
 
 pub fn finetune(opts: &FinetuneOptions) -> Result<FinetuneReport, TrainError> {
     let start = Instant::now();
+    let mut inputs: Vec<(&str, &Path)> =
+        vec![("parent model", &opts.model), ("dataset", &opts.data)];
+    if let Some(a) = &opts.anchor {
+        inputs.push(("anchor dataset", a));
+    }
+    crate::outputs::check_not_over_inputs(&opts.out, &inputs)?;
     let compute = opts.backend.resolve()?;
     tracing::info!("backend {} ({})", compute.backend, compute.reason);
     let parent = Ensemble::load(&opts.model, &compute.device)
@@ -236,6 +242,13 @@ pub fn finetune(opts: &FinetuneOptions) -> Result<FinetuneReport, TrainError> {
     }
     let new = Dataset::read(&opts.data)?;
     let new_targets = compatible(&new, &opts.data, pspec)?;
+    if new.len() < 3 {
+        return Err(TrainError::Config(format!(
+            "{} has {} rows: fine-tuning needs at least 3 (2 to train on, 1 held out)",
+            opts.data.display(),
+            new.len()
+        )));
+    }
     let split = Split::new(new.len(), opts.val_fraction, opts.seed);
     if split.train.len() < 2 || split.val.is_empty() {
         return Err(TrainError::Config(format!(
@@ -335,7 +348,7 @@ pub fn finetune(opts: &FinetuneOptions) -> Result<FinetuneReport, TrainError> {
             env.hi[k] = env.hi[k].max(add.hi[k]);
         }
     }
-    open_model_dir(&opts.out, &spec, opts.resume, opts.force)?;
+    let _lock = open_model_dir(&opts.out, &spec, opts.resume, opts.force)?;
     let mut provenance = Provenance::new("finetune", &compute, &opts.data)?;
     provenance.parent = Some(serde_json::json!({
         "model": opts.model.display().to_string(),

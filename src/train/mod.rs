@@ -56,6 +56,19 @@ pub enum TrainError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Backend(#[from] crate::model::backend::BackendError),
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
+    #[error(transparent)]
+    Output(#[from] crate::outputs::OutputError),
+    #[error("member {member}, epoch {epoch}, step {step}: the {what} is {value} (training diverged); nothing was published. Lower the learning rate (it is {lr}) and start again with --force")]
+    Diverged {
+        member: usize,
+        epoch: usize,
+        step: usize,
+        what: &'static str,
+        value: f64,
+        lr: f64,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -118,14 +131,7 @@ pub struct MemberReport {
     pub evaluation: Evaluation,
 }
 
-/// SHA-256 of a file, hex.
-pub(crate) fn sha256_file(path: &Path) -> std::io::Result<String> {
-    use sha2::Digest;
-    let mut hasher = sha2::Sha256::new();
-    let mut f = std::fs::File::open(path)?;
-    std::io::copy(&mut f, &mut hasher)?;
-    Ok(format!("{:x}", hasher.finalize()))
-}
+pub(crate) use crate::model_dir::sha256_file;
 
 pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
     write_atomically(path, |tmp| {
@@ -186,7 +192,7 @@ pub(crate) struct Run<'a> {
     pub compute: &'a ComputeDevice,
     pub out: &'a Path,
     pub schedule: Schedule,
-    pub bar: indicatif::ProgressBar,
+    pub bar: crate::progress::Progress,
     /// Model-ready inputs of the validation split, gathered once for every epoch's validation.
     pub val_inputs: Vec<f32>,
 }
@@ -334,9 +340,10 @@ impl Run<'_> {
     pub(crate) fn member(&self, m: usize, plan: &MemberPlan) -> Result<MemberReport, TrainError> {
         let cfg = &self.spec.training;
         let epochs = self.schedule.epochs;
-        let final_path = self.out.join(EnsembleSpec::member_file(m));
-        let report_path = self.out.join(format!("member-{m:02}.json"));
-        if final_path.exists() && report_path.exists() {
+        let files = crate::model_dir::ModelDir::new(self.out);
+        let final_path = files.member_weights(m);
+        let report_path = files.member_report(m);
+        if final_path.exists() && report_path.exists() && files.member_checksum(m).exists() {
             let text = std::fs::read_to_string(&report_path)?;
             let report = serde_json::from_str(&text).map_err(|e| TrainError::Resume {
                 path: report_path.clone(),
@@ -346,7 +353,7 @@ impl Run<'_> {
             tracing::info!("member {m}: already trained, skipped");
             return Ok(report);
         }
-        let work = self.out.join(format!("member-{m:02}.work"));
+        let work = files.member_work(m);
         std::fs::create_dir_all(&work)?;
         let seed = plan.seed;
         let ad = self.compute.autodiff();
@@ -403,7 +410,20 @@ impl Run<'_> {
                 }
                 let pred = model.forward(self.input_batch(chunk, &ad));
                 let loss = self.loss(pred, chunk, &ad);
-                loss_sum += loss.clone().into_scalar::<f32>() as f64;
+                let value = loss.clone().into_scalar::<f32>() as f64;
+                // No non-finite step is tolerated: its gradients would turn every
+                // weight into NaN, so stop before the optimizer applies them.
+                if !value.is_finite() {
+                    return Err(TrainError::Diverged {
+                        member: m,
+                        epoch: epoch + 1,
+                        step: steps + 1,
+                        what: "training loss",
+                        value,
+                        lr: cfg.lr,
+                    });
+                }
+                loss_sum += value;
                 batches += 1;
                 steps += 1;
                 let grads = GradientsParams::from_grads(loss.backward(), &model);
@@ -411,6 +431,20 @@ impl Run<'_> {
             }
             let valid = model.valid();
             let (val_loss, score, per_label) = self.validate(&valid);
+            if !val_loss.is_finite() || !score.is_finite() {
+                return Err(TrainError::Diverged {
+                    member: m,
+                    epoch: epoch + 1,
+                    step: steps,
+                    what: "validation loss",
+                    value: if val_loss.is_finite() {
+                        score
+                    } else {
+                        val_loss
+                    },
+                    lr: cfg.lr,
+                });
+            }
             let record = EpochRecord {
                 epoch: epoch + 1,
                 train_loss: loss_sum / batches.max(1) as f64,
@@ -438,9 +472,14 @@ impl Run<'_> {
             }
             self.checkpoint(&work, &model, &optim, &mut state, epoch + 1)?;
         }
-        // Publish the member: kept weights, curves, report; then drop the work dir.
+        // Publish the member: checksum, kept weights, curves, report; then drop
+        // the work dir. A kill between steps leaves a state this function resumes.
+        let kept = if work.join("best.bpk").exists() {
+            work.join("best.bpk")
+        } else {
+            final_path.clone()
+        };
         let evaluation = {
-            let kept = work.join("best.bpk");
             let best = self
                 .spec
                 .model
@@ -459,12 +498,11 @@ impl Run<'_> {
                 self.spec.model.outputs(),
             )
         };
-        write_curves(
-            &self.out.join(format!("member-{m:02}.csv")),
-            &self.targets.names,
-            &state.curves,
-        )?;
-        std::fs::rename(work.join("best.bpk"), &final_path)?;
+        write_curves(&files.member_curves(m), &self.targets.names, &state.curves)?;
+        files.write_checksum(m, &kept)?;
+        if kept != final_path {
+            std::fs::rename(&kept, &final_path)?;
+        }
         let report = MemberReport {
             member: m,
             best_epoch: state.best_epoch.unwrap_or(0),
@@ -597,7 +635,7 @@ impl Provenance {
     ) -> std::io::Result<Self> {
         Ok(Self {
             spectrain_version: env!("CARGO_PKG_VERSION"),
-            git_commit: option_env!("SPECTRAIN_GIT_COMMIT").unwrap_or("unknown"),
+            git_commit: env!("SPECTRAIN_GIT_COMMIT"),
             command,
             backend: compute.backend.to_string(),
             backend_reason: compute.reason.clone(),
@@ -660,43 +698,90 @@ fn fit_model(
     })
 }
 
-/// Opens the model directory: new, replaced (`force`), or continued
-/// (`resume`, only when the saved spec is this run's).
+/// Opens the model directory for a run: new, replaced (`force`, only when it
+/// is a spectrain model directory), or continued (`resume`, only when the
+/// saved spec is this run's). Returns the directory's run lock, held until the
+/// run ends, so a second run on the same directory is refused.
 pub(crate) fn open_model_dir(
     out: &Path,
     spec: &EnsembleSpec,
     resume: bool,
     force: bool,
-) -> Result<(), TrainError> {
-    let spec_path = out.join("spec.json");
-    if out.exists() && !out.is_dir() {
-        return Err(TrainError::Config(format!(
-            "{} exists and is not a directory",
-            out.display()
-        )));
-    }
-    if out.exists() {
-        if resume {
-            let text = std::fs::read_to_string(&spec_path)?;
-            let saved: EnsembleSpec =
-                serde_json::from_str(&text).map_err(|e| TrainError::Resume {
-                    path: spec_path.clone(),
-                    reason: e.to_string(),
-                })?;
-            if &saved != spec {
-                return Err(TrainError::Resume {
-                    path: spec_path,
-                    reason: "the saved spec differs from this run's data or settings".into(),
-                });
-            }
-        } else if force {
-            std::fs::remove_dir_all(out)?;
-        } else {
+) -> Result<crate::lock::FileLock, TrainError> {
+    use crate::lock::{FileLock, LockMode};
+    let files = crate::model_dir::ModelDir::new(out);
+    let spec_path = files.spec();
+    crate::outputs::check_dir(out)?;
+    if out.exists() && !resume {
+        if !force {
             return Err(TrainError::Exists(out.to_path_buf()));
         }
+        // Only a directory spectrain made may be replaced: its spec must parse.
+        let is_model = std::fs::read_to_string(&spec_path)
+            .ok()
+            .and_then(|t| serde_json::from_str::<EnsembleSpec>(&t).ok())
+            .is_some();
+        if !is_model {
+            return Err(crate::outputs::OutputError::NotModelDir(out.to_path_buf()).into());
+        }
+    }
+    if resume && !spec_path.exists() {
+        return Err(TrainError::Resume {
+            path: out.to_path_buf(),
+            reason: "no spec.json: nothing to resume (start a new run without --resume)".into(),
+        });
     }
     std::fs::create_dir_all(out)?;
+    let lock = FileLock::acquire(&files.train_lock(), LockMode::Exclusive)?;
+    if resume {
+        let text = std::fs::read_to_string(&spec_path)?;
+        let saved: EnsembleSpec = serde_json::from_str(&text).map_err(|e| TrainError::Resume {
+            path: spec_path.clone(),
+            reason: e.to_string(),
+        })?;
+        if &saved != spec {
+            return Err(TrainError::Resume {
+                path: spec_path,
+                reason: "the saved spec differs from this run's data or settings".into(),
+            });
+        }
+        return Ok(lock);
+    }
+    if force {
+        clear_model_dir(out)?;
+    }
     write_json(&spec_path, spec)?;
+    Ok(lock)
+}
+
+/// Removes what spectrain wrote in a model directory (not the run lock, which
+/// this run holds) and leaves anything else where it is, saying so.
+fn clear_model_dir(out: &Path) -> Result<(), TrainError> {
+    let mut kept = Vec::new();
+    for entry in std::fs::read_dir(out)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name == "train.lock" {
+            continue;
+        }
+        if !crate::model_dir::ModelDir::is_own_entry(&name) {
+            kept.push(name);
+            continue;
+        }
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(&path)?;
+        } else {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    if !kept.is_empty() {
+        tracing::warn!(
+            "--force replaced the model in {} but left what spectrain did not write there: {}",
+            out.display(),
+            kept.join(", ")
+        );
+    }
     Ok(())
 }
 
@@ -760,6 +845,7 @@ pub(crate) fn run_members(
 pub fn train(opts: &TrainOptions) -> Result<TrainReport, TrainError> {
     let start = Instant::now();
     opts.training.check().map_err(TrainError::Config)?;
+    crate::outputs::check_not_over_inputs(&opts.out, &[("dataset", &opts.data)])?;
     let data = Dataset::read(&opts.data)?;
     let targets = select_targets(&data, opts.columns.as_deref(), opts.training.task)
         .map_err(|e| TrainError::Config(e.to_string()))?;
@@ -825,7 +911,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport, TrainError> {
         },
         features,
     };
-    open_model_dir(&opts.out, &spec, opts.resume, opts.force)?;
+    let _lock = open_model_dir(&opts.out, &spec, opts.resume, opts.force)?;
     let mut provenance = Provenance::new("train", &compute, &opts.data)?;
     write_json(&opts.out.join("provenance.json"), &provenance)?;
 

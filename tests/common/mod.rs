@@ -98,6 +98,7 @@ pub fn real_dataset(dir: &Path) -> PathBuf {
         join: spectrain::dataset::JoinKey::Obsid,
         columns: vec!["teff".into(), "logg".into(), "feh".into()],
         config: spectrain::PreprocessConfig::default(),
+        force: false,
         progress: false,
     })
     .unwrap();

@@ -44,7 +44,7 @@ seconds() { local t0 t1; t0=$(date +%s.%N); "$@" >/dev/null 2>&1; t1=$(date +%s.
 rate() { awk -v n="$1" -v t="$2" 'BEGIN{printf "%.0f", n/t}'; }
 echo "prepare: $n files from $spectra, $threads threads, best of $reps"
 ours=$(for _ in $(seq "$reps"); do
-  seconds "$bin" -q -j "$threads" prepare --spectra "$spectra" --labels "$labels" --out "$work/bench.h5"
+  seconds "$bin" -q -j "$threads" prepare --spectra "$spectra" --labels "$labels" --out "$work/bench.h5" --force
 done | best)
 printf '  spectrain          %8.2f s  %8s spectra/s\n' "$ours" "$(rate "$n" "$ours")"
 
@@ -80,7 +80,7 @@ if [ -f "$model/spec.json" ]; then
   echo "predict: $n files from $spectra, model $model ($members members), $threads threads, best of $reps"
   ours_p=$(for _ in $(seq "$reps"); do
     rm -f "$work/cat.csv" "$work/cat.csv.partial"
-    seconds "$bin" -q -j "$threads" predict --backend cpu --model "$model" --spectra "$spectra" --out "$work/cat.csv"
+    seconds "$bin" -q -j "$threads" predict --backend cpu --model "$model" --spectra "$spectra" --out "$work/cat.csv" --force
   done | best)
   printf '  spectrain          %8.2f s  %8s spectra/s\n' "$ours_p" "$(rate "$n" "$ours_p")"
   if [ -f "$reference/pipeline_predict.py" ] && python3 -c 'import astropy, pywt, torch' 2>/dev/null; then

@@ -14,7 +14,7 @@ out=out/demo
 mkdir -p "$out"
 
 echo "== prepare: assets/spectra + assets/labels.csv -> $out/assets.h5"
-"$bin" prepare --spectra assets/spectra --labels assets/labels.csv --out "$out/assets.h5"
+"$bin" prepare --spectra assets/spectra --labels assets/labels.csv --out "$out/assets.h5" --force
 
 echo "== train: 2 members x 8 epochs of the paper's network (CPU)"
 "$bin" train --data "$out/assets.h5" --out "$out/model" --members 2 --epochs 8 --force
@@ -24,6 +24,6 @@ echo "== evaluate: on the same stars (training + validation split: optimistic by
 
 echo "== predict: every file under assets/spectra -> $out/catalog.csv"
 rm -f "$out/catalog.csv.partial"
-"$bin" predict --model "$out/model" --spectra assets/spectra --out "$out/catalog.csv"
+"$bin" predict --model "$out/model" --spectra assets/spectra --out "$out/catalog.csv" --force
 echo
 echo "done: $out/model (curves.png), $out/report (report.md, *.png), $out/catalog.csv"

@@ -22,7 +22,7 @@ for n in 10000 100000; do
     ln -s "$(realpath "${real[i % ${#real[@]}]}")" "$d/s$i-$(basename "${real[i % ${#real[@]}]}")"
   done
   /usr/bin/time -f "  $n inputs: %e s wall, max RSS %M KiB" \
-    "$bin" -q predict --backend cpu --model "$model" --spectra "$tree" --out "$work/cat-$n.csv" >/dev/null
+    "$bin" -q predict --backend cpu --model "$model" --spectra "$tree" --out "$work/cat-$n.csv" --force >/dev/null
   rows=$(($(wc -l <"$work/cat-$n.csv") - 1))
   echo "  catalog rows: $rows (inputs: $n)"
   rm -rf "$tree"

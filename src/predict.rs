@@ -390,10 +390,10 @@ fn write_identity(path: &Path, id: &CatalogIdentity) -> std::io::Result<()> {
 /// Checks the output before any work: format, directory, existing files, and
 /// that it is not an input.
 fn check_output(opts: &PredictOptions) -> Result<(), PredictError> {
-    let format = crate::outputs::catalog_format(&opts.out)?;
     if opts.out.is_dir() {
         return Err(crate::outputs::OutputError::IsDirectory(opts.out.clone()).into());
     }
+    let format = crate::outputs::catalog_format(&opts.out)?;
     let inside =
         crate::outputs::resolve(&opts.out).starts_with(crate::outputs::resolve(&opts.spectra));
     if inside && format != crate::outputs::CatalogFormat::Csv {
@@ -621,14 +621,14 @@ fn kept_row(
         .input_envelope
         .as_ref()
         .map(|e| (e.outside_fraction(input), e.max_outside_fraction));
-    row.push(outside.map_or(String::new(), |(f, _)| format!("{f}")));
+    row.push(outside.map_or(String::new(), |(f, _)| fmt_float(f)));
     row.push(u8::from(out_of_range).to_string());
     row.push(u8::from(low_snr).to_string());
     row.push(outside.map_or(String::new(), |(f, max)| u8::from(f > max).to_string()));
     if members_out {
         for member in &preds.members {
             for o in 0..outputs {
-                row.push(format!("{}", member[i * outputs + o]));
+                row.push(fmt_float(member[i * outputs + o] as f64));
             }
         }
     }

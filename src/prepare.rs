@@ -248,7 +248,10 @@ pub fn prepare(opts: &PrepareOptions) -> Result<PrepareSummary, PrepareError> {
         *rejected.entry(r.reason).or_insert(0) += 1;
     }
     if dataset.is_empty() {
-        let only_no_label = rejected.len() == 1 && rejected.contains_key("no-label");
+        // Every spectrum that could be read found no label row: the join is wrong.
+        let only_no_label = rejected.contains_key("no-label")
+            && !rejected.contains_key("missing-label")
+            && !rejected.contains_key("not-a-number");
         return Err(PrepareError::NothingKept {
             files: files.len(),
             reasons: rejected

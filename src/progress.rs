@@ -124,9 +124,21 @@ impl Progress {
         }
     }
 
+    /// Ends the report: the bar is cleared; plain lines end with a last one.
     pub fn finish_and_clear(&self) {
         if let Some(b) = &self.bar {
             b.finish_and_clear();
+        }
+        if let Some(l) = &self.lines {
+            let done = l.done.load(Ordering::Relaxed);
+            let secs = l.start.elapsed().as_secs_f64();
+            eprintln!(
+                "{}: {done}/{} ({:.1}%), {:.1}/s, done in {secs:.1} s",
+                l.what,
+                l.len,
+                100.0 * done as f64 / l.len.max(1) as f64,
+                done as f64 / secs.max(1e-9)
+            );
         }
     }
 }

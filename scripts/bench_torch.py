@@ -2,6 +2,7 @@
 """Throughput of the independent PyTorch reference network (DenseNetBC1d).
 
 usage: bench_torch.py [--threads 2] [--device cpu|cuda] [--seconds 5]
+                      [--train-batches 64] [--infer-batches 256]
                       [--reference-dir DIR] [--json FILE]
 
 Imports DenseNetBC1d from DIR/densenet_ref.py (default: ../shared/reference
@@ -14,7 +15,8 @@ relative to the repository root) and measures, on random inputs of shape
 - infer_batch256: spectra/s of model.eval() forward at batch 256 under
                   torch.no_grad(); 3 warm-up passes, then timed the same way.
 
-Prints `torch train_batch64 <spectra/s>` and `torch infer_batch256 <spectra/s>`.
+Prints `torch train_batch64 <spectra/s>` and `torch infer_batch256 <spectra/s>`
+(one line per batch size given with --train-batches / --infer-batches).
 On --device cuda, torch.cuda.synchronize() brackets every timed region.
 """
 import argparse
@@ -51,6 +53,8 @@ def main():
     ap.add_argument('--reference-dir', default=DEFAULT_REF, help=f'directory holding densenet_ref.py (default {DEFAULT_REF})')
     ap.add_argument('--json', default=None, help='write the measurements here')
     ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--train-batches', default='64', help='comma-separated training batch sizes')
+    ap.add_argument('--infer-batches', default='256', help='comma-separated inference batch sizes')
     a = ap.parse_args()
 
     ref_py = os.path.join(a.reference_dir, 'densenet_ref.py')
@@ -78,35 +82,35 @@ def main():
     params = sum(p.numel() for p in model.parameters())
     results = {}
 
-    # training: forward + Huber + backward + Adam at batch 64
-    bt = 64
-    xb = torch.randn(bt, 64, 64, device=dev)
-    yb = torch.randn(bt, 3, device=dev)
+    # training: forward + Huber + backward + Adam
     opt = torch.optim.Adam(model.parameters(), lr=1.5e-4)
-    model.train()
+    for bt in [int(b) for b in a.train_batches.split(',')]:
+        xb = torch.randn(bt, 64, 64, device=dev)
+        yb = torch.randn(bt, 3, device=dev)
+        model.train()
 
-    def train_step():
-        loss = F.huber_loss(model(xb), yb, delta=1.0)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        def train_step():
+            loss = F.huber_loss(model(xb), yb, delta=1.0)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
 
-    n, dt = timed_loop(train_step, sync, a.seconds)
-    results['train_batch64'] = {'spectra_per_s': n * bt / dt, 'steps': n, 'seconds': dt}
-    print(f"torch train_batch64 {n * bt / dt:.1f}", flush=True)
+        n, dt = timed_loop(train_step, sync, a.seconds)
+        results[f'train_batch{bt}'] = {'spectra_per_s': n * bt / dt, 'steps': n, 'seconds': dt}
+        print(f"torch train_batch{bt} {n * bt / dt:.1f}", flush=True)
 
-    # inference: eval forward at batch 256 under no_grad
-    bi = 256
-    xi = torch.randn(bi, 64, 64, device=dev)
-    model.eval()
+    # inference: eval forward under no_grad
+    for bi in [int(b) for b in a.infer_batches.split(',')]:
+        xi = torch.randn(bi, 64, 64, device=dev)
+        model.eval()
 
-    def infer_step():
-        model(xi)
+        def infer_step():
+            model(xi)
 
-    with torch.no_grad():
-        n, dt = timed_loop(infer_step, sync, a.seconds)
-    results['infer_batch256'] = {'spectra_per_s': n * bi / dt, 'steps': n, 'seconds': dt}
-    print(f"torch infer_batch256 {n * bi / dt:.1f}", flush=True)
+        with torch.no_grad():
+            n, dt = timed_loop(infer_step, sync, a.seconds)
+        results[f'infer_batch{bi}'] = {'spectra_per_s': n * bi / dt, 'steps': n, 'seconds': dt}
+        print(f"torch infer_batch{bi} {n * bi / dt:.1f}", flush=True)
 
     if a.json:
         out = {'torch': torch.__version__, 'device': a.device, 'device_name': dev_name,

@@ -508,65 +508,46 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary, PredictError> {
         .has_headers(false)
         .from_writer(std::io::BufWriter::new(file));
     let bar = crate::progress::bar(todo.len() as u64, "predict", opts.progress);
-    for chunk in todo.chunks(CHUNK) {
-        let outcomes: Vec<FileOutcome> = chunk
+    let decode = |chunk: &[&(PathBuf, String)]| -> Vec<FileOutcome> {
+        chunk
             .par_iter()
             .map(|(path, _)| {
                 let o = process_file(path, &pre);
                 bar.inc(1);
                 o
             })
-            .collect();
-        let inputs: Vec<f32> = outcomes
-            .iter()
-            .filter_map(|o| match o {
-                FileOutcome::Kept { input, .. } => Some(input.as_slice()),
-                FileOutcome::Rejected { .. } => None,
-            })
-            .flatten()
-            .copied()
-            .collect();
-        let preds = ensemble.predict(&inputs, opts.batch);
-        let mut k = 0;
-        for ((path, rel), outcome) in chunk.iter().zip(&outcomes) {
-            let row = match outcome {
-                FileOutcome::Rejected {
-                    reason,
-                    detail,
-                    meta,
-                } => {
-                    let mut row = vec![rel.clone()];
-                    row.extend(identity(meta.as_deref()));
-                    row.push("rejected".into());
-                    let prefix = format!("{}: ", path.display());
-                    row.push(format!(
-                        "{reason}: {}",
-                        detail.strip_prefix(&prefix).unwrap_or(detail)
-                    ));
-                    row.resize(header.len(), String::new());
-                    row
-                }
-                FileOutcome::Kept { spectrum, input } => {
-                    let i = k;
-                    k += 1;
-                    if outputs_finite(&preds, i) {
-                        kept_row(&ensemble, &preds, i, rel, spectrum, input, opts.members_out)
-                    } else {
-                        let mut row = vec![rel.clone()];
-                        row.extend(identity(Some(&spectrum.meta)));
-                        row.push("failed".into());
-                        row.push(NON_FINITE.into());
-                        row.resize(header.len(), String::new());
-                        row
-                    }
-                }
+            .collect()
+    };
+    // On a GPU the next chunk is read and preprocessed on the CPU threads while
+    // the device infers the current one; on the CPU backend both would share
+    // the same cores, so the steps take turns.
+    let overlap = compute.backend == "wgpu";
+    let chunks: Vec<&[&(PathBuf, String)]> = todo.chunks(CHUNK).collect();
+    std::thread::scope(|scope| -> Result<(), PredictError> {
+        let mut outcomes = chunks.first().map(|c| decode(c));
+        for (c, chunk) in chunks.iter().enumerate() {
+            let next = chunks.get(c + 1).copied();
+            let ahead = next
+                .filter(|_| overlap)
+                .map(|n| scope.spawn(move || decode(n)));
+            let current = outcomes.take().expect("decoded chunk");
+            write_chunk(
+                &ensemble,
+                opts,
+                &header,
+                chunk,
+                &current,
+                &mut writer,
+                &mut summary,
+            )?;
+            outcomes = match (ahead, next) {
+                (Some(handle), _) => Some(handle.join().expect("decoding thread")),
+                (None, Some(n)) => Some(decode(n)),
+                (None, None) => None,
             };
-            count_row(&mut summary, &row[5], &row[6]);
-            writer.write_record(&row).map_err(std::io::Error::other)?;
         }
-        writer.flush()?;
-        writer.get_ref().get_ref().sync_data()?;
-    }
+        Ok(())
+    })?;
     bar.finish_and_clear();
     drop(writer);
 
@@ -578,6 +559,69 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary, PredictError> {
     lock.release_and_remove();
     summary.seconds = start.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// Infers one decoded chunk with every member and appends its rows, flushed
+/// and synced, to the partial catalog.
+fn write_chunk(
+    ensemble: &Ensemble,
+    opts: &PredictOptions,
+    header: &[String],
+    chunk: &[&(PathBuf, String)],
+    outcomes: &[FileOutcome],
+    writer: &mut csv::Writer<std::io::BufWriter<std::fs::File>>,
+    summary: &mut PredictSummary,
+) -> Result<(), PredictError> {
+    let inputs: Vec<f32> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            FileOutcome::Kept { input, .. } => Some(input.as_slice()),
+            FileOutcome::Rejected { .. } => None,
+        })
+        .flatten()
+        .copied()
+        .collect();
+    let preds = ensemble.predict(&inputs, opts.batch);
+    let mut k = 0;
+    for ((path, rel), outcome) in chunk.iter().zip(outcomes) {
+        let row = match outcome {
+            FileOutcome::Rejected {
+                reason,
+                detail,
+                meta,
+            } => {
+                let mut row = vec![rel.clone()];
+                row.extend(identity(meta.as_deref()));
+                row.push("rejected".into());
+                let prefix = format!("{}: ", path.display());
+                row.push(format!(
+                    "{reason}: {}",
+                    detail.strip_prefix(&prefix).unwrap_or(detail)
+                ));
+                row.resize(header.len(), String::new());
+                row
+            }
+            FileOutcome::Kept { spectrum, input } => {
+                let i = k;
+                k += 1;
+                if outputs_finite(&preds, i) {
+                    kept_row(ensemble, &preds, i, rel, spectrum, input, opts.members_out)
+                } else {
+                    let mut row = vec![rel.clone()];
+                    row.extend(identity(Some(&spectrum.meta)));
+                    row.push("failed".into());
+                    row.push(NON_FINITE.into());
+                    row.resize(header.len(), String::new());
+                    row
+                }
+            }
+        };
+        count_row(summary, &row[5], &row[6]);
+        writer.write_record(&row).map_err(std::io::Error::other)?;
+    }
+    writer.flush()?;
+    writer.get_ref().get_ref().sync_data()?;
+    Ok(())
 }
 
 /// obsid, ra, dec, snrg of a spectrum, empty where unknown.

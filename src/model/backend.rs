@@ -27,6 +27,37 @@ pub enum BackendError {
     NoAdapter(String),
 }
 
+/// The GPU (or software rasteriser) behind a wgpu device, as the driver names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Adapter {
+    pub name: String,
+    /// PCI vendor and device ids.
+    pub vendor: u32,
+    pub device: u32,
+    /// `DiscreteGpu`, `IntegratedGpu`, `VirtualGpu`, `Cpu` (a software rasteriser such as llvmpipe) or `Other`.
+    pub device_type: String,
+    pub driver: String,
+    /// The graphics API: `Vulkan`, `Metal`, `Dx12`, `Gl`.
+    pub api: String,
+}
+
+impl Adapter {
+    /// A software rasteriser (Mesa's llvmpipe/lavapipe, SwiftShader): slower than the CPU backend.
+    pub fn is_software(&self) -> bool {
+        self.device_type == "Cpu"
+    }
+}
+
+impl std::fmt::Display for Adapter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({}, {}, driver {}, vendor 0x{:04x} device 0x{:04x})",
+            self.name, self.device_type, self.api, self.driver, self.vendor, self.device
+        )
+    }
+}
+
 /// A device ready for tensors, with the name and reason recorded in provenance.
 #[derive(Debug, Clone)]
 pub struct ComputeDevice {
@@ -35,6 +66,8 @@ pub struct ComputeDevice {
     pub backend: &'static str,
     /// Why this backend was chosen, for the log and the model's provenance.
     pub reason: String,
+    /// The wgpu adapter, when the backend is wgpu.
+    pub adapter: Option<Adapter>,
 }
 
 impl ComputeDevice {
@@ -43,6 +76,7 @@ impl ComputeDevice {
             device: Device::flex(),
             backend: "cpu",
             reason: reason.into(),
+            adapter: None,
         }
     }
 
@@ -54,16 +88,32 @@ impl ComputeDevice {
 
 /// wgpu's runtime can be initialised once per process: remember the outcome.
 #[cfg(feature = "wgpu")]
-fn wgpu_device() -> Result<Device, BackendError> {
+fn wgpu_device() -> Result<(Device, Adapter), BackendError> {
     use std::sync::OnceLock;
-    static WGPU: OnceLock<Result<Device, String>> = OnceLock::new();
-    WGPU.get_or_init(|| Device::wgpu_options().init().map_err(|e| e.to_string()))
-        .clone()
-        .map_err(BackendError::NoAdapter)
+    static WGPU: OnceLock<Result<(Device, Adapter), String>> = OnceLock::new();
+    WGPU.get_or_init(|| {
+        let (device, setup) = Device::wgpu_options()
+            .init_with_setup()
+            .map_err(|e| e.to_string())?;
+        let info = setup.adapter.get_info();
+        let adapter = Adapter {
+            name: info.name.clone(),
+            vendor: info.vendor,
+            device: info.device,
+            device_type: format!("{:?}", info.device_type),
+            driver: format!("{} {}", info.driver, info.driver_info)
+                .trim()
+                .to_string(),
+            api: format!("{:?}", info.backend),
+        };
+        Ok((device, adapter))
+    })
+    .clone()
+    .map_err(BackendError::NoAdapter)
 }
 
 #[cfg(not(feature = "wgpu"))]
-fn wgpu_device() -> Result<Device, BackendError> {
+fn wgpu_device() -> Result<(Device, Adapter), BackendError> {
     Err(BackendError::NotCompiled("wgpu"))
 }
 
@@ -72,17 +122,28 @@ impl BackendChoice {
     pub fn resolve(self) -> Result<ComputeDevice, BackendError> {
         match self {
             BackendChoice::Cpu => Ok(ComputeDevice::cpu("requested with --backend cpu")),
-            BackendChoice::Wgpu => Ok(ComputeDevice {
-                device: wgpu_device()?,
-                backend: "wgpu",
-                reason: "requested with --backend wgpu".into(),
-            }),
-            BackendChoice::Ndarray => ndarray_device(),
-            BackendChoice::Auto => Ok(match wgpu_device() {
-                Ok(device) => ComputeDevice {
+            BackendChoice::Wgpu => {
+                let (device, adapter) = wgpu_device()?;
+                Ok(ComputeDevice {
                     device,
                     backend: "wgpu",
-                    reason: "auto: a wgpu adapter was found".into(),
+                    reason: format!("requested with --backend wgpu; adapter {adapter}"),
+                    adapter: Some(adapter),
+                })
+            }
+            BackendChoice::Ndarray => ndarray_device(),
+            BackendChoice::Auto => Ok(match wgpu_device() {
+                // A software rasteriser is far slower than the CPU backend: never
+                // chosen silently (--backend wgpu still uses it).
+                Ok((_, adapter)) if adapter.is_software() => ComputeDevice::cpu(format!(
+                    "auto: the only wgpu adapter is a software rasteriser ({adapter}); \
+                     using the CPU backend (flex) instead (--backend wgpu forces it)"
+                )),
+                Ok((device, adapter)) => ComputeDevice {
+                    device,
+                    backend: "wgpu",
+                    reason: format!("auto: wgpu adapter {adapter}"),
+                    adapter: Some(adapter),
                 },
                 Err(e) => ComputeDevice::cpu(format!("auto: {e}; using the CPU backend (flex)")),
             }),
@@ -97,6 +158,7 @@ fn ndarray_device() -> Result<ComputeDevice, BackendError> {
         device: Device::ndarray(),
         backend: "ndarray",
         reason: "requested with --backend ndarray".into(),
+        adapter: None,
     })
 }
 

@@ -617,6 +617,9 @@ pub(crate) struct Provenance {
     pub backend: String,
     pub backend_reason: String,
     pub device: String,
+    /// The GPU a wgpu run used: vendor, device, driver, graphics API.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<crate::model::backend::Adapter>,
     pub dataset: String,
     pub dataset_sha256: String,
     pub started_unix: u64,
@@ -640,6 +643,7 @@ impl Provenance {
             backend: compute.backend.to_string(),
             backend_reason: compute.reason.clone(),
             device: format!("{:?}", compute.device),
+            adapter: compute.adapter.clone(),
             dataset: data.display().to_string(),
             dataset_sha256: sha256_file(data)?,
             started_unix: std::time::SystemTime::now()

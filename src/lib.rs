@@ -1,9 +1,13 @@
 //! spectrain: read LAMOST spectra, preprocess them as the published DenseNet
-//! method does, and build model-ready datasets.
+//! method does, train bootstrap ensembles on them, and predict survey catalogs.
 //!
 //! Data flows one way through the layers: [`fits`] (file I/O) -> [`spectrum`]
-//! -> [`preprocess`] -> [`dataset`] (HDF5), orchestrated by [`prepare`] and
-//! [`inspect`].
+//! -> [`preprocess`] -> [`dataset`] (HDF5, also from CSV tables via [`table`])
+//! -> [`model`] (networks and backends) -> [`train`] and [`ensemble`] (with
+//! the [`model_dir`] on disk) -> [`evaluate`], [`predict`] (catalogs, via
+//! [`catalog`]) and [`baseline`]. [`prepare`] and [`inspect`] orchestrate the
+//! first half; [`outputs`], [`lock`], [`csvio`] and [`pathtext`] are the
+//! rules every command follows when it reads and writes files.
 
 // `!(x > y)` is used on purpose throughout: unlike `x <= y` it is true when
 // either side is NaN, so bad values fall into the rejecting branch.

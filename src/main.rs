@@ -282,6 +282,14 @@ struct TrainArgs {
     /// Replace an existing MODEL_DIR.
     #[arg(long)]
     force: bool,
+    /// Train only member K (0-based) into MODEL_DIR, beside other member tasks
+    /// of the same run (a job array: scripts/slurm/train-array.sh).
+    #[arg(long, value_name = "K", conflicts_with_all = ["force", "finish"])]
+    member: Option<usize>,
+    /// After every --member task: score the ensemble and write metrics.json,
+    /// curves.png and provenance.json, as a whole run does.
+    #[arg(long, conflicts_with_all = ["force", "resume"])]
+    finish: bool,
 }
 
 #[derive(Args)]
@@ -611,8 +619,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Train(a) => {
+            let (member, finish) = (a.member, a.finish);
             let opts = a.options(progress)?;
-            let r = train(&opts)?;
+            if let Some(k) = member {
+                let m = spectrain::train::train_member(&opts, k)?;
+                println!(
+                    "train: member {:>2}: best epoch {:>4}, score {:.4} -> {}",
+                    m.member,
+                    m.best_epoch,
+                    m.best_score,
+                    opts.out.display()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            let r = if finish {
+                spectrain::train::finish_members(&opts)?
+            } else {
+                train(&opts)?
+            };
             println!(
                 "train: {} members on {} training rows ({} validation) in {:.1} s -> {}",
                 r.members.len(),

@@ -232,7 +232,8 @@ struct TrainArgs {
     /// Dataset written by `spectrain prepare`.
     #[arg(long, value_name = "DATA.h5")]
     data: PathBuf,
-    /// Model directory to create (refused if it exists, unless --resume or --force).
+    /// Model directory to create (refused if it exists, unless --resume or --force;
+    /// shared by the tasks of --member and --finish).
     #[arg(long, value_name = "MODEL_DIR")]
     out: PathBuf,
     /// Label columns to learn (default: every label in the dataset).

@@ -51,7 +51,8 @@ cleanup() {
   set +e
   if [ -n "${SLURM_CONF:-}" ] && [ -e "$SLURM_CONF" ]; then
     scancel --user=root >/dev/null 2>&1
-    sleep 1
+    # Let slurmd end the jobs' processes before the daemons go.
+    for _ in $(seq 30); do [ -z "$(squeue -h 2>/dev/null)" ] && break; sleep 0.5; done
   fi
   for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
     kill "${pids[i]}" 2>/dev/null
@@ -72,6 +73,10 @@ cleanup() {
   exit "$rc"
 }
 trap cleanup EXIT
+# On TERM, finish the command under way (bash waits for it), then clean up:
+# nothing is left running in a removed directory.
+trap 'exit 143' TERM
+trap 'exit 130' INT
 
 # A fresh key, a private socket: whatever munge the machine runs stays untouched.
 dd if=/dev/urandom of="$T/munge/munge.key" bs=1024 count=1 status=none

@@ -273,7 +273,8 @@ struct TrainArgs {
     /// Dataset written by `spectrain prepare`.
     #[arg(long, value_name = "DATA.h5")]
     data: PathBuf,
-    /// Model directory to create (refused if it exists, unless --resume or --force).
+    /// Model directory to create (refused if it exists, unless --resume or --force;
+    /// shared by the tasks of --member and --finish).
     #[arg(long, value_name = "MODEL_DIR")]
     out: PathBuf,
     /// Label columns to learn (default: every label in the dataset).
@@ -323,6 +324,14 @@ struct TrainArgs {
     /// Replace an existing MODEL_DIR (only a spectrain model directory).
     #[arg(long)]
     force: bool,
+    /// Train only member K (0-based) into MODEL_DIR, beside other member tasks
+    /// of the same run (a job array: scripts/slurm/train-array.sh).
+    #[arg(long, value_name = "K", conflicts_with_all = ["force", "finish"])]
+    member: Option<usize>,
+    /// After every --member task: score the ensemble and write metrics.json,
+    /// curves.png and provenance.json, as a whole run does.
+    #[arg(long, conflicts_with_all = ["force", "resume"])]
+    finish: bool,
 }
 
 #[derive(Args)]
@@ -689,8 +698,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if let Some(config) = &a.config {
                 spectrain::outputs::check_not_over_inputs(&a.out, &[("config file", config)])?;
             }
+            let (member, finish) = (a.member, a.finish);
             let opts = a.options(progress)?;
-            let r = train(&opts)?;
+            if let Some(k) = member {
+                let m = spectrain::train::train_member(&opts, k)?;
+                println!(
+                    "train: member {:>2}: best epoch {:>4}, score {:.4} -> {}",
+                    m.member,
+                    m.best_epoch,
+                    m.best_score,
+                    opts.out.display()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            let r = if finish {
+                spectrain::train::finish_members(&opts)?
+            } else {
+                train(&opts)?
+            };
             println!(
                 "train: {} members on {} training rows ({} validation) in {:.1} s -> {}",
                 r.members.len(),

@@ -348,7 +348,7 @@ pub fn finetune(opts: &FinetuneOptions) -> Result<FinetuneReport, TrainError> {
             env.hi[k] = env.hi[k].max(add.hi[k]);
         }
     }
-    let _lock = open_model_dir(&opts.out, &spec, opts.resume, opts.force)?;
+    let lock = open_model_dir(&opts.out, &spec, opts.resume, opts.force)?;
     let mut provenance = Provenance::new("finetune", &compute, &opts.data)?;
     provenance.parent = Some(serde_json::json!({
         "model": opts.model.display().to_string(),
@@ -444,6 +444,7 @@ pub fn finetune(opts: &FinetuneOptions) -> Result<FinetuneReport, TrainError> {
     provenance.wall_seconds = start.elapsed().as_secs_f64();
     provenance.completed = true;
     write_json(&opts.out.join("provenance.json"), &provenance)?;
+    lock.release_and_remove();
     Ok(report)
 }
 

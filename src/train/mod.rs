@@ -36,6 +36,7 @@ use crate::ensemble::{
     Task, TrainConfig, TrainingDomain,
 };
 use crate::evaluate::{classes_of, evaluate, label_columns, select_targets, Evaluation, Targets};
+use crate::lock::{FileLock, LockMode};
 use crate::metrics::{ClassificationMetrics, RegressionMetrics};
 use crate::model::{BackendChoice, ComputeDevice, DenseNetConfig, MlpConfig, ModelConfig, Network};
 use sampling::{bootstrap, derive_seed, Split, SplitMix64};
@@ -69,6 +70,10 @@ pub enum TrainError {
         value: f64,
         lr: f64,
     },
+    #[error("member {member} has already started ({path} exists): pass --resume to continue it, or delete its files to start it over")]
+    MemberExists { member: usize, path: PathBuf },
+    #[error("{dir}: not every member is trained yet (missing: {missing}); run their tasks (train --member K) first")]
+    MembersMissing { dir: PathBuf, missing: String },
 }
 
 #[derive(Debug, Clone)]
@@ -344,11 +349,7 @@ impl Run<'_> {
         let final_path = files.member_weights(m);
         let report_path = files.member_report(m);
         if final_path.exists() && report_path.exists() && files.member_checksum(m).exists() {
-            let text = std::fs::read_to_string(&report_path)?;
-            let report = serde_json::from_str(&text).map_err(|e| TrainError::Resume {
-                path: report_path.clone(),
-                reason: e.to_string(),
-            })?;
+            let report = read_member_report(&report_path)?;
             self.bar.inc(epochs as u64);
             tracing::info!("member {m}: already trained, skipped");
             return Ok(report);
@@ -511,7 +512,9 @@ impl Run<'_> {
         };
         write_json(&report_path, &report)?;
         std::fs::remove_dir_all(&work)?;
-        Ok(report)
+        // As written: a run that trained its members and one that found them on
+        // disk (resumed, or trained by separate tasks) report the same numbers.
+        read_member_report(&report_path)
     }
 
     /// Saves weights and optimizer state of epoch `done`, then the state that
@@ -542,6 +545,15 @@ impl Run<'_> {
         }
         Ok(())
     }
+}
+
+/// A published member's `member-NN.json`.
+fn read_member_report(path: &Path) -> Result<MemberReport, TrainError> {
+    let text = std::fs::read_to_string(path)?;
+    serde_json::from_str(&text).map_err(|e| TrainError::Resume {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
 }
 
 /// Rows `rows` of row-major `inputs` with `per` values each.
@@ -738,12 +750,10 @@ pub(crate) fn open_model_dir(
     std::fs::create_dir_all(out)?;
     let lock = FileLock::acquire(&files.train_lock(), LockMode::Exclusive)?;
     if resume {
+        // Compared as text: what this run would write, byte for byte (parsing
+        // floats back need not round-trip exactly).
         let text = std::fs::read_to_string(&spec_path)?;
-        let saved: EnsembleSpec = serde_json::from_str(&text).map_err(|e| TrainError::Resume {
-            path: spec_path.clone(),
-            reason: e.to_string(),
-        })?;
-        if &saved != spec {
+        if text != serde_json::to_string_pretty(spec).expect("serialisable") {
             return Err(TrainError::Resume {
                 path: spec_path,
                 reason: "the saved spec differs from this run's data or settings".into(),
@@ -846,115 +856,311 @@ pub(crate) fn run_members(
     Ok(report)
 }
 
-pub fn train(opts: &TrainOptions) -> Result<TrainReport, TrainError> {
-    let start = Instant::now();
-    opts.training.check().map_err(TrainError::Config)?;
-    crate::outputs::check_not_over_inputs(&opts.out, &[("dataset", &opts.data)])?;
-    let data = Dataset::read(&opts.data)?;
-    let targets = select_targets(&data, opts.columns.as_deref(), opts.training.task)
-        .map_err(|e| TrainError::Config(e.to_string()))?;
-    if data.len() < 4 {
-        return Err(TrainError::Config(format!(
-            "{} has {} rows; at least 4 are needed",
-            opts.data.display(),
-            data.len()
-        )));
-    }
-    let compute = opts.backend.resolve()?;
-    tracing::info!("backend {} ({})", compute.backend, compute.reason);
+/// What every task of one training run derives from its options alone: the
+/// data, the split, the spec and each member's plan. Whole runs, member tasks
+/// and the finishing step all start here, so they agree by construction.
+struct Planned {
+    data: Dataset,
+    targets: Targets,
+    split: Split,
+    /// Model-ready inputs (catalog features standardised and imputed).
+    inputs: Vec<f32>,
+    spec: EnsembleSpec,
+    compute: ComputeDevice,
+    plans: Vec<MemberPlan>,
+}
 
-    let split = Split::new(data.len(), opts.training.val_fraction, opts.training.seed);
-    let l = targets.names.len();
-    let standardiser = (targets.task == Task::Regress)
-        .then(|| Standardiser::fit(&targets.values, l, &split.train));
-    let snr: Vec<f64> = split
-        .train
-        .iter()
-        .map(|&r| data.snrg[r])
-        .filter(|s| s.is_finite())
-        .collect();
-    let snrg_range = (!snr.is_empty()).then(|| {
-        snr.iter()
-            .fold([f64::INFINITY, f64::NEG_INFINITY], |[lo, hi], &v| {
-                [lo.min(v), hi.max(v)]
+impl Planned {
+    fn new(opts: &TrainOptions) -> Result<Self, TrainError> {
+        opts.training.check().map_err(TrainError::Config)?;
+        let data = Dataset::read(&opts.data)?;
+        let targets = select_targets(&data, opts.columns.as_deref(), opts.training.task)
+            .map_err(|e| TrainError::Config(e.to_string()))?;
+        if data.len() < 4 {
+            return Err(TrainError::Config(format!(
+                "{} has {} rows; at least 4 are needed",
+                opts.data.display(),
+                data.len()
+            )));
+        }
+        let compute = opts.backend.resolve()?;
+        tracing::info!("backend {} ({})", compute.backend, compute.reason);
+
+        let split = Split::new(data.len(), opts.training.val_fraction, opts.training.seed);
+        let l = targets.names.len();
+        let standardiser = (targets.task == Task::Regress)
+            .then(|| Standardiser::fit(&targets.values, l, &split.train));
+        let snr: Vec<f64> = split
+            .train
+            .iter()
+            .map(|&r| data.snrg[r])
+            .filter(|s| s.is_finite())
+            .collect();
+        let snrg_range = (!snr.is_empty()).then(|| {
+            snr.iter()
+                .fold([f64::INFINITY, f64::NEG_INFINITY], |[lo, hi], &v| {
+                    [lo.min(v), hi.max(v)]
+                })
+        });
+        let outputs = if targets.task == Task::Classify {
+            targets.classes
+        } else {
+            l
+        };
+        let model = fit_model(&opts.model, &data, outputs)?;
+        // Catalog features are standardised with the training split's statistics.
+        let features = data
+            .features
+            .as_ref()
+            .map(|names| FeatureScaler::fit(names, &data.inputs, &split.train));
+        let mut inputs = data.inputs.clone();
+        if let Some(f) = &features {
+            let imputed: usize = f.transform(&mut inputs).iter().map(Vec::len).sum();
+            if imputed > 0 {
+                tracing::info!("{imputed} missing feature values imputed with their training mean");
+            }
+        }
+        let spec = EnsembleSpec {
+            spectrain_version: env!("CARGO_PKG_VERSION").into(),
+            task: targets.task,
+            label_names: targets.names.clone(),
+            classes: (0..targets.classes).map(|k| format!("class_{k}")).collect(),
+            model,
+            training: opts.training.clone(),
+            preprocess: data.preprocess.clone(),
+            standardiser,
+            domain: TrainingDomain {
+                label_ranges: label_ranges(&targets.values, l, &split.train),
+                snrg_range,
+                input_envelope: features
+                    .is_none()
+                    .then(|| InputEnvelope::fit(&data.inputs, data.input_len(), &split.train)),
+            },
+            features,
+        };
+        let cfg = &spec.training;
+        let plans: Vec<MemberPlan> = (0..cfg.members)
+            .map(|m| {
+                let seed = derive_seed(cfg.seed, 1000 + m as u64);
+                MemberPlan {
+                    seed,
+                    rows: if cfg.bootstrap && cfg.members > 1 {
+                        bootstrap(&split.train, seed)
+                    } else {
+                        split.train.clone()
+                    },
+                    init: None,
+                    freeze_features: false,
+                }
             })
-    });
-    let outputs = if targets.task == Task::Classify {
-        targets.classes
-    } else {
-        l
-    };
-    let model = fit_model(&opts.model, &data, outputs)?;
-    // Catalog features are standardised with the training split's statistics.
-    let features = data
-        .features
-        .as_ref()
-        .map(|names| FeatureScaler::fit(names, &data.inputs, &split.train));
-    let mut inputs = data.inputs.clone();
-    if let Some(f) = &features {
-        let imputed: usize = f.transform(&mut inputs).iter().map(Vec::len).sum();
-        if imputed > 0 {
-            tracing::info!("{imputed} missing feature values imputed with their training mean");
+            .collect();
+        Ok(Self {
+            data,
+            targets,
+            split,
+            inputs,
+            spec,
+            compute,
+            plans,
+        })
+    }
+
+    fn run<'a>(&'a self, out: &'a Path, bar: crate::progress::Progress) -> Run<'a> {
+        Run {
+            data: &self.data,
+            inputs: &self.inputs,
+            targets: &self.targets,
+            split: &self.split,
+            spec: &self.spec,
+            compute: &self.compute,
+            out,
+            schedule: Schedule {
+                epochs: self.spec.training.epochs,
+                max_steps: None,
+                keep: Keep::Best,
+            },
+            bar,
+            val_inputs: gather(&self.inputs, self.data.input_len(), &self.split.val),
         }
     }
-    let spec = EnsembleSpec {
-        spectrain_version: env!("CARGO_PKG_VERSION").into(),
-        task: targets.task,
-        label_names: targets.names.clone(),
-        classes: (0..targets.classes).map(|k| format!("class_{k}")).collect(),
-        model,
-        training: opts.training.clone(),
-        preprocess: data.preprocess.clone(),
-        standardiser,
-        domain: TrainingDomain {
-            label_ranges: label_ranges(&targets.values, l, &split.train),
-            snrg_range,
-            input_envelope: features
-                .is_none()
-                .then(|| InputEnvelope::fit(&data.inputs, data.input_len(), &split.train)),
-        },
-        features,
-    };
-    let _lock = open_model_dir(&opts.out, &spec, opts.resume, opts.force)?;
-    let mut provenance = Provenance::new("train", &compute, &opts.data)?;
+}
+
+pub fn train(opts: &TrainOptions) -> Result<TrainReport, TrainError> {
+    let start = Instant::now();
+    crate::outputs::check_not_over_inputs(&opts.out, &[("dataset", &opts.data)])?;
+    let planned = Planned::new(opts)?;
+    let spec = &planned.spec;
+    let lock = open_model_dir(&opts.out, spec, opts.resume, opts.force)?;
+    let mut provenance = Provenance::new("train", &planned.compute, &opts.data)?;
     write_json(&opts.out.join("provenance.json"), &provenance)?;
 
     let cfg = &spec.training;
     let bar = crate::progress::bar((cfg.members * cfg.epochs) as u64, "train", opts.progress);
-    let run = Run {
-        data: &data,
-        inputs: &inputs,
-        targets: &targets,
-        split: &split,
-        spec: &spec,
-        compute: &compute,
-        out: &opts.out,
-        schedule: Schedule {
-            epochs: cfg.epochs,
-            max_steps: None,
-            keep: Keep::Best,
-        },
-        bar,
-        val_inputs: gather(&inputs, data.input_len(), &split.val),
-    };
-    let plans: Vec<MemberPlan> = (0..cfg.members)
-        .map(|m| {
-            let seed = derive_seed(cfg.seed, 1000 + m as u64);
-            MemberPlan {
-                seed,
-                rows: if cfg.bootstrap && cfg.members > 1 {
-                    bootstrap(&split.train, seed)
-                } else {
-                    split.train.clone()
-                },
-                init: None,
-                freeze_features: false,
-            }
-        })
-        .collect();
-    let report = run_members(&run, &plans, start)?;
+    let run = planned.run(&opts.out, bar);
+    let report = run_members(&run, &planned.plans, start)?;
     provenance.wall_seconds = start.elapsed().as_secs_f64();
     provenance.completed = true;
     write_json(&opts.out.join("provenance.json"), &provenance)?;
+    lock.release_and_remove();
+    Ok(report)
+}
+
+// Members as separate tasks (a Slurm job array): `train --member K` trains one
+// member into a shared model directory, `train --finish` scores the ensemble.
+// Every task derives the same spec and plans from the same options, so the
+// directory they build together is the one a single `train` writes.
+//
+// Locks: a task holds `train.lock` shared (tasks overlap; a whole run or the
+// finishing step, which hold it exclusively, are kept out) and its own
+// `member-NN.lock` exclusively (one task per member).
+
+/// The lock that a whole run and the finishing step hold exclusively.
+fn run_lock_path(out: &Path) -> PathBuf {
+    crate::model_dir::ModelDir::new(out).train_lock()
+}
+
+fn member_lock_path(out: &Path, member: usize) -> PathBuf {
+    crate::model_dir::ModelDir::new(out).member_lock(member)
+}
+
+/// Writes `spec.json` if no task has yet, else checks the one on disk is this
+/// task's, byte for byte. The file is linked into place whole (`link(2)` fails
+/// when the name exists), so two tasks starting at once agree on one winner
+/// and the loser compares against a complete file.
+fn publish_spec(out: &Path, spec: &EnsembleSpec) -> Result<(), TrainError> {
+    let path = out.join("spec.json");
+    let text = serde_json::to_string_pretty(spec).expect("serialisable");
+    if !path.exists() {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let tmp = out.join(format!(
+            ".spec.json.{}.{}.tmp",
+            host.trim(),
+            std::process::id()
+        ));
+        std::fs::write(&tmp, &text)?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        let linked = std::fs::hard_link(&tmp, &path);
+        let _ = std::fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if std::fs::read_to_string(&path)? != text {
+        return Err(TrainError::Resume {
+            path,
+            reason: "the spec on disk differs from this task's data or settings (every task of \
+                     a run must be given the same data, config and flags)"
+                .into(),
+        });
+    }
+    Ok(())
+}
+
+/// `train --member K`: trains member `member` (0-based) of the run `opts`
+/// describes into `opts.out`, beside other member tasks of the same run.
+/// `--resume` continues (or skips) this member as it does for a whole run.
+pub fn train_member(opts: &TrainOptions, member: usize) -> Result<MemberReport, TrainError> {
+    if opts.force {
+        return Err(TrainError::Config(
+            "--force replaces a whole model directory and does not apply to --member".into(),
+        ));
+    }
+    crate::outputs::check_not_over_inputs(&opts.out, &[("dataset", &opts.data)])?;
+    let planned = Planned::new(opts)?;
+    let members = planned.spec.training.members;
+    if member >= members {
+        return Err(TrainError::Config(format!(
+            "--member {member}: this run has {members} members, numbered 0 to {}",
+            members - 1
+        )));
+    }
+    if opts.out.exists() && !opts.out.is_dir() {
+        return Err(TrainError::Config(format!(
+            "{} exists and is not a directory",
+            opts.out.display()
+        )));
+    }
+    std::fs::create_dir_all(&opts.out)?;
+    let _run = FileLock::acquire(&run_lock_path(&opts.out), LockMode::Shared)?;
+    let own = FileLock::acquire(&member_lock_path(&opts.out, member), LockMode::Exclusive)?;
+    let result = member_task(opts, &planned, member);
+    // A failed task leaves its checkpoint for --resume; only a kill leaves the lock file.
+    own.release_and_remove();
+    result
+}
+
+fn member_task(
+    opts: &TrainOptions,
+    planned: &Planned,
+    member: usize,
+) -> Result<MemberReport, TrainError> {
+    publish_spec(&opts.out, &planned.spec)?;
+    if !opts.resume {
+        let files = crate::model_dir::ModelDir::new(&opts.out);
+        let mine = [
+            files.member_weights(member),
+            files.member_checksum(member),
+            files.member_work(member),
+            files.member_curves(member),
+            files.member_report(member),
+        ];
+        if let Some(path) = mine.into_iter().find(|p| p.exists()) {
+            return Err(TrainError::MemberExists { member, path });
+        }
+    }
+    let epochs = planned.spec.training.epochs;
+    let bar = crate::progress::bar(epochs as u64, "train", opts.progress);
+    let run = planned.run(&opts.out, bar);
+    let report = run.member(member, &planned.plans[member])?;
+    run.bar.finish_and_clear();
+    Ok(report)
+}
+
+/// `train --finish`: once every member task of the run `opts` describes has
+/// finished, scores the ensemble and writes `metrics.json`, `curves.png` and
+/// `provenance.json`, as the end of a whole `train` does.
+pub fn finish_members(opts: &TrainOptions) -> Result<TrainReport, TrainError> {
+    let start = Instant::now();
+    let planned = Planned::new(opts)?;
+    let out = &opts.out;
+    if !out.join("spec.json").exists() {
+        return Err(TrainError::Config(format!(
+            "{} has no spec.json: run the member tasks (train --member K) first",
+            out.display()
+        )));
+    }
+    let lock = FileLock::acquire(&run_lock_path(out), LockMode::Exclusive)?;
+    publish_spec(out, &planned.spec)?;
+    let members = planned.spec.training.members;
+    let missing: Vec<String> = (0..members)
+        .filter(|&m| {
+            let files = crate::model_dir::ModelDir::new(out);
+            !files.member_weights(m).exists()
+                || !files.member_report(m).exists()
+                || !files.member_checksum(m).exists()
+        })
+        .map(|m| m.to_string())
+        .collect();
+    if !missing.is_empty() {
+        return Err(TrainError::MembersMissing {
+            dir: out.clone(),
+            missing: missing.join(", "),
+        });
+    }
+    // Lock files that killed tasks left: no task runs while we hold train.lock.
+    for m in 0..members {
+        let _ = std::fs::remove_file(member_lock_path(out, m));
+    }
+    let mut provenance = Provenance::new("train", &planned.compute, &opts.data)?;
+    let bar = crate::progress::bar(0, "train", false);
+    let run = planned.run(out, bar);
+    // Every member is on disk, so this only loads them and scores the ensemble.
+    let report = run_members(&run, &planned.plans, start)?;
+    provenance.wall_seconds = start.elapsed().as_secs_f64();
+    provenance.completed = true;
+    write_json(&out.join("provenance.json"), &provenance)?;
+    lock.release_and_remove();
     Ok(report)
 }

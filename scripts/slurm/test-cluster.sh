@@ -161,7 +161,8 @@ state_of() { scontrol -o show job "$1" | grep -o 'JobState=[A-Z_]*' | cut -d= -f
 # Two model directories hold the same model: the same files, the same bytes,
 # except wall-clock times (the curves' last column, metrics' "seconds",
 # provenance's start and wall time) and the weight files' metadata, which
-# holds burn's random parameter ids (they differ between any two runs).
+# holds burn's random parameter ids (they differ between any two runs), and so
+# the weights' checksums, which must instead match their own weight files.
 weights() { # the tensor data section of a burnpack file
   local meta start
   meta=$(od -An -tu4 -j6 -N4 "$1" | tr -d ' ')
@@ -178,6 +179,7 @@ same_model() {
   for f in $(ls "$a"); do
     case $f in
       *.bpk) cmp -s <(weights "$a/$f") <(weights "$b/$f") ;;
+      *.sha256) (cd "$a" && sha256sum --quiet -c "$f") && (cd "$b" && sha256sum --quiet -c "$f") ;;
       *.csv) cmp -s <(sed 's/,[^,]*$//' "$a/$f") <(sed 's/,[^,]*$//' "$b/$f") ;;
       metrics.json | provenance.json)
         local timing='^  "(seconds|started_unix|wall_seconds)":'

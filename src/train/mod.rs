@@ -173,6 +173,11 @@ pub(crate) struct MemberPlan {
     pub init: Option<PathBuf>,
     /// Train only the head.
     pub freeze_features: bool,
+    /// Keep every batch norm as the parent left it (running statistics and
+    /// affine parameters): fine-tuning batches must not re-estimate them.
+    pub freeze_norm: bool,
+    /// L2-SP strength toward `init` (`finetune::L2Sp`); 0 for none.
+    pub l2sp: f64,
 }
 
 /// Everything a member's training loop needs, fixed for the run.
@@ -323,6 +328,12 @@ impl Run<'_> {
             }
             None => self.spec.model.init(device),
         };
+        let model = if plan.freeze_norm {
+            // Every batch-norm field is named `norm` or `final_norm`.
+            model.freeze_group(burn::module::ParamGroup::from_predicate("norm"))
+        } else {
+            model
+        };
         Ok(if plan.freeze_features {
             model.freeze_features()
         } else {
@@ -385,6 +396,13 @@ impl Run<'_> {
                 MemberState::default(),
             )
         };
+        let l2sp = match &plan.init {
+            Some(_) if plan.l2sp > 0.0 => Some(finetune::L2Sp::new(
+                &self.initial(plan, &ad)?.no_grad(),
+                plan.l2sp,
+            )),
+            _ => None,
+        };
         let batches_per_epoch = plan.rows.chunks(cfg.batch).filter(|c| c.len() >= 2).count();
         let mut steps = state.epochs_done * batches_per_epoch;
         for epoch in state.epochs_done..epochs {
@@ -402,7 +420,10 @@ impl Run<'_> {
                     break;
                 }
                 let pred = model.forward(self.input_batch(chunk, &ad));
-                let loss = self.loss(pred, chunk, &ad);
+                let mut loss = self.loss(pred, chunk, &ad);
+                if let Some(p) = l2sp.as_ref().and_then(|s| s.penalty(&model)) {
+                    loss = loss + p;
+                }
                 loss_sum += loss.clone().into_scalar::<f32>() as f64;
                 batches += 1;
                 steps += 1;
@@ -859,6 +880,8 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport, TrainError> {
                 },
                 init: None,
                 freeze_features: false,
+                freeze_norm: false,
+                l2sp: 0.0,
             }
         })
         .collect();

@@ -113,7 +113,11 @@ fn finetuning_learns_the_new_scale_reproducibly_and_names_its_parent() {
     assert_eq!(r.anchors_per_member, 10);
     assert!(r.anchor_pool > 10);
     assert!(r.anchor_radius.unwrap() > 0.0);
-    assert!(r.parent_validation.is_some());
+    let (all, outside) = (
+        r.parent_validation.as_ref().unwrap().rows,
+        r.parent_validation_outside.as_ref().unwrap().rows,
+    );
+    assert!(0 < outside && outside < all, "{outside} of {all}");
     assert!(opts.out.join("domains.png").exists());
 
     let prov: serde_json::Value =

@@ -135,6 +135,9 @@ pub struct FinetuneReport {
     pub reference_errors: Vec<String>,
     pub held_out: Comparison,
     pub parent_validation: Option<Comparison>,
+    /// The same split without its rows inside the new set's domain (by the
+    /// anchor rule): where fine-tuning should change nothing.
+    pub parent_validation_outside: Option<Comparison>,
     /// One per `--check` dataset.
     pub checks: Vec<Comparison>,
     pub training: TrainReport,
@@ -501,6 +504,8 @@ pub fn finetune(opts: &FinetuneOptions) -> Result<FinetuneReport, TrainError> {
     // Training-table rows of each member's anchors; the parent rows drawn.
     let mut anchor_rows: Vec<Vec<usize>> = Vec::new();
     let mut drawn: Vec<usize> = Vec::new();
+    // The parent's validation rows outside the new set's domain.
+    let mut outside_val: Vec<usize> = Vec::new();
     if let Some(path) = &opts.anchor {
         let b = Dataset::read(path)?;
         let bt = compatible(&b, path, pspec)?;
@@ -556,6 +561,9 @@ pub fn finetune(opts: &FinetuneOptions) -> Result<FinetuneReport, TrainError> {
             })
             .collect();
         drawn = union;
+        outside_val =
+            AnchorPool::outside_inputs(&z_base, &z_new, b.input_len(), &psplit.val, &split.train)
+                .rows;
         base = Some((b, bt));
     }
     let targets = Targets {
@@ -682,6 +690,16 @@ pub fn finetune(opts: &FinetuneOptions) -> Result<FinetuneReport, TrainError> {
             &child,
         )
     });
+    let parent_validation_outside = base.as_ref().map(|(b, bt)| {
+        compare(
+            "parent's validation split, outside the new set's domain",
+            b,
+            bt,
+            &outside_val,
+            &parent,
+            &child,
+        )
+    });
     let mut checks = Vec::new();
     for path in &opts.check {
         let d = Dataset::read(path)?;
@@ -744,6 +762,7 @@ pub fn finetune(opts: &FinetuneOptions) -> Result<FinetuneReport, TrainError> {
         reference_errors: reference_errors(&new, &new_targets.names).1,
         held_out,
         parent_validation,
+        parent_validation_outside,
         checks,
         training,
     };
@@ -787,6 +806,7 @@ impl FinetuneReport {
         );
         let sets = std::iter::once(&self.held_out)
             .chain(&self.parent_validation)
+            .chain(&self.parent_validation_outside)
             .chain(&self.checks);
         for c in sets {
             s.push_str(&format!(

@@ -420,13 +420,15 @@ impl Run<'_> {
                     break;
                 }
                 let pred = model.forward(self.input_batch(chunk, &ad));
-                let mut loss = self.loss(pred, chunk, &ad);
-                if let Some(p) = l2sp.as_ref().and_then(|s| s.penalty(&model)) {
-                    loss = loss + p;
-                }
+                let loss = self.loss(pred, chunk, &ad);
                 loss_sum += loss.clone().into_scalar::<f32>() as f64;
                 batches += 1;
                 steps += 1;
+                // The curve records the data loss; L2-SP joins only the gradient.
+                let loss = match l2sp.as_ref().and_then(|s| s.penalty(&model)) {
+                    Some(penalty) => loss + penalty,
+                    None => loss,
+                };
                 let grads = GradientsParams::from_grads(loss.backward(), &model);
                 model = optim.step(cfg.lr, model, grads);
             }

@@ -353,16 +353,17 @@ fn new_survey(dir: &Path, n: usize) -> PathBuf {
     }
     w.flush().unwrap();
     let out = dir.join("survey.h5");
-    spectrain::prepare::prepare(&spectrain::prepare::PrepareOptions {
-        spectra: spectra.clone(),
-        labels: spectra.join("labels.csv"),
-        out: out.clone(),
-        join: spectrain::dataset::JoinKey::Obsid,
-        columns: vec!["teff".into(), "logg".into(), "feh".into()],
-        config: spectrain::PreprocessConfig::default(),
-        progress: false,
-    })
-    .unwrap();
+    let status = spectrain()
+        .args(["-q", "prepare", "--columns", "teff,logg,feh"])
+        .arg("--spectra")
+        .arg(&spectra)
+        .arg("--labels")
+        .arg(spectra.join("labels.csv"))
+        .arg("--out")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
     out
 }
 

@@ -32,7 +32,7 @@ use serde::Serialize;
 
 use super::sampling::{bootstrap, derive_seed, Split, SplitMix64};
 use super::{
-    gather, label_ranges, open_model_dir, run_members, write_json, Keep, MemberPlan, Provenance,
+    finish_members, gather, label_ranges, open_model_dir, write_json, Keep, MemberPlan, Provenance,
     Run, Schedule, TrainError, TrainReport,
 };
 use crate::dataset::Dataset;
@@ -393,6 +393,15 @@ impl AnchorPool {
     }
 }
 
+/// What fine-tuning adds to a member's training loop ([`super::Run::member_tuned`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Tuning {
+    /// Batch norms keep the parent's statistics and affine parameters.
+    pub freeze_norm: bool,
+    /// L2-SP strength toward the member's initial weights (0: off).
+    pub l2sp: f64,
+}
+
 /// L2-SP (Li X. et al. 2018): a penalty `alpha * sum (w - w0)^2` over every
 /// trained weight, `w0` the parent member's value, that keeps the network
 /// near its parent wherever the fine-tuning data do not pull it away.
@@ -662,12 +671,19 @@ pub fn finetune(opts: &FinetuneOptions) -> Result<FinetuneReport, TrainError> {
                 rows,
                 init: Some(opts.model.join(EnsembleSpec::member_file(m))),
                 freeze_features: opts.freeze == Freeze::Features,
-                freeze_norm: opts.freeze == Freeze::Norm,
-                l2sp: opts.l2sp,
             }
         })
         .collect();
-    let training = run_members(&run, &plans, start)?;
+    let tuning = Tuning {
+        freeze_norm: opts.freeze == Freeze::Norm,
+        l2sp: opts.l2sp,
+    };
+    let members = plans
+        .iter()
+        .enumerate()
+        .map(|(m, plan)| run.member_tuned(m, plan, &tuning))
+        .collect::<Result<Vec<_>, _>>()?;
+    let training = finish_members(&run, &plans, members, start)?;
 
     let child = Ensemble::load(&opts.out, &compute.device)
         .map_err(|e| TrainError::Config(e.to_string()))?;

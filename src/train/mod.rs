@@ -173,11 +173,6 @@ pub(crate) struct MemberPlan {
     pub init: Option<PathBuf>,
     /// Train only the head.
     pub freeze_features: bool,
-    /// Keep every batch norm as the parent left it (running statistics and
-    /// affine parameters): fine-tuning batches must not re-estimate them.
-    pub freeze_norm: bool,
-    /// L2-SP strength toward `init` (`finetune::L2Sp`); 0 for none.
-    pub l2sp: f64,
 }
 
 /// Everything a member's training loop needs, fixed for the run.
@@ -328,12 +323,6 @@ impl Run<'_> {
             }
             None => self.spec.model.init(device),
         };
-        let model = if plan.freeze_norm {
-            // Every batch-norm field is named `norm` or `final_norm`.
-            model.freeze_group(burn::module::ParamGroup::from_predicate("norm"))
-        } else {
-            model
-        };
         Ok(if plan.freeze_features {
             model.freeze_features()
         } else {
@@ -343,6 +332,16 @@ impl Run<'_> {
 
     /// Trains (or resumes) member `m` and returns its report.
     pub(crate) fn member(&self, m: usize, plan: &MemberPlan) -> Result<MemberReport, TrainError> {
+        self.member_tuned(m, plan, &finetune::Tuning::default())
+    }
+
+    /// [`Run::member`] with fine-tuning's extras: frozen batch norms, L2-SP.
+    pub(crate) fn member_tuned(
+        &self,
+        m: usize,
+        plan: &MemberPlan,
+        tuning: &finetune::Tuning,
+    ) -> Result<MemberReport, TrainError> {
         let cfg = &self.spec.training;
         let epochs = self.schedule.epochs;
         let final_path = self.out.join(EnsembleSpec::member_file(m));
@@ -396,10 +395,14 @@ impl Run<'_> {
                 MemberState::default(),
             )
         };
+        if tuning.freeze_norm {
+            // Every batch-norm field is named `norm` or `final_norm`.
+            model = model.freeze_group(burn::module::ParamGroup::from_predicate("norm"));
+        }
         let l2sp = match &plan.init {
-            Some(_) if plan.l2sp > 0.0 => Some(finetune::L2Sp::new(
+            Some(_) if tuning.l2sp > 0.0 => Some(finetune::L2Sp::new(
                 &self.initial(plan, &ad)?.no_grad(),
-                plan.l2sp,
+                tuning.l2sp,
             )),
             _ => None,
         };
@@ -735,6 +738,17 @@ pub(crate) fn run_members(
         .enumerate()
         .map(|(m, plan)| run.member(m, plan))
         .collect::<Result<Vec<_>, _>>()?;
+    finish_members(run, plans, members, started)
+}
+
+/// Scores the ensemble of trained `members` on the validation split and
+/// writes `metrics.json` and `curves.png`.
+pub(crate) fn finish_members(
+    run: &Run,
+    plans: &[MemberPlan],
+    members: Vec<MemberReport>,
+    started: Instant,
+) -> Result<TrainReport, TrainError> {
     run.bar.finish_and_clear();
     let ensemble = crate::ensemble::Ensemble::load(run.out, &run.compute.device).map_err(|e| {
         TrainError::Record {
@@ -882,8 +896,6 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport, TrainError> {
                 },
                 init: None,
                 freeze_features: false,
-                freeze_norm: false,
-                l2sp: 0.0,
             }
         })
         .collect();

@@ -32,7 +32,7 @@ use serde::Serialize;
 
 use super::sampling::{bootstrap, derive_seed, Split, SplitMix64};
 use super::{
-    finish_members, gather, label_ranges, open_model_dir, write_json, Keep, MemberPlan, Provenance,
+    gather, label_ranges, open_model_dir, score_members, write_json, Keep, MemberPlan, Provenance,
     Run, Schedule, TrainError, TrainReport,
 };
 use crate::dataset::Dataset;
@@ -683,7 +683,7 @@ pub fn finetune(opts: &FinetuneOptions) -> Result<FinetuneReport, TrainError> {
         .enumerate()
         .map(|(m, plan)| run.member_tuned(m, plan, &tuning))
         .collect::<Result<Vec<_>, _>>()?;
-    let training = finish_members(&run, &plans, members, start)?;
+    let training = score_members(&run, &plans, members, start)?;
 
     let child = Ensemble::load(&opts.out, &compute.device)
         .map_err(|e| TrainError::Config(e.to_string()))?;

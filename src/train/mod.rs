@@ -738,12 +738,12 @@ pub(crate) fn run_members(
         .enumerate()
         .map(|(m, plan)| run.member(m, plan))
         .collect::<Result<Vec<_>, _>>()?;
-    finish_members(run, plans, members, started)
+    score_members(run, plans, members, started)
 }
 
 /// Scores the ensemble of trained `members` on the validation split and
 /// writes `metrics.json` and `curves.png`.
-pub(crate) fn finish_members(
+pub(crate) fn score_members(
     run: &Run,
     plans: &[MemberPlan],
     members: Vec<MemberReport>,

@@ -279,3 +279,84 @@ pub fn histogram(
         Ok(())
     })
 }
+
+/// Points of the fine-tuning domain plot, each `(x, y)` in two model inputs.
+#[derive(Debug, Clone, Default)]
+pub struct DomainSets {
+    /// The parent's training rows (a subsample).
+    pub parent: Vec<(f64, f64)>,
+    /// Anchor rows some member trained on.
+    pub anchors: Vec<(f64, f64)>,
+    pub new_train: Vec<(f64, f64)>,
+    pub new_held_out: Vec<(f64, f64)>,
+}
+
+/// The parent's domain and the new set's in two model inputs, anchors marked.
+pub fn input_domains(path: &Path, axes: &[String; 2], sets: &DomainSets) -> Result<(), PlotError> {
+    render(path, (700, 600), |root| {
+        let all = || {
+            sets.parent
+                .iter()
+                .chain(&sets.anchors)
+                .chain(&sets.new_train)
+                .chain(&sets.new_held_out)
+        };
+        let (x0, x1) = range(all().map(|p| p.0));
+        let (y0, y1) = range(all().map(|p| p.1));
+        let mut chart = ChartBuilder::on(root)
+            .caption(
+                "fine-tuning domains in the model's input space",
+                ("sans-serif", 18),
+            )
+            .margin(10)
+            .x_label_area_size(35)
+            .y_label_area_size(50)
+            .build_cartesian_2d(x0..x1, y0..y1)
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc(axes[0].as_str())
+            .y_desc(axes[1].as_str())
+            .draw()
+            .map_err(|e| e.to_string())?;
+        let layers = [
+            (
+                &sets.parent[..],
+                BLACK.mix(0.15),
+                1u32,
+                "parent's training rows",
+            ),
+            (&sets.anchors[..], RED.mix(0.8), 2, "anchors"),
+            (
+                &sets.new_train[..],
+                BLUE.mix(0.9),
+                3,
+                "new set, training part",
+            ),
+            (
+                &sets.new_held_out[..],
+                GREEN.mix(0.9),
+                3,
+                "new set, held out",
+            ),
+        ];
+        for (points, colour, size, name) in layers {
+            chart
+                .draw_series(
+                    points
+                        .iter()
+                        .map(|p| Circle::new(*p, size, colour.filled())),
+                )
+                .map_err(|e| e.to_string())?
+                .label(format!("{name} ({})", points.len()))
+                .legend(move |(x, y)| Circle::new((x, y), 4, colour.filled()));
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    })
+}

@@ -1,6 +1,7 @@
 //! Transfer learning: every member starts from its parent, trains briefly on a
-//! small new set (plus anchors outside its label range), and the result is an
-//! ordinary model directory that names its parent and is reproducible by seed.
+//! small new set (plus anchors from the parent's data away from the new set in
+//! input space), and the result is an ordinary model directory that names its
+//! parent and is reproducible by seed. Frozen parts stay bit-equal to the parent.
 
 mod common;
 
@@ -10,7 +11,7 @@ use common::*;
 use spectrain::ensemble::{Loss, TrainConfig};
 use spectrain::model::BackendChoice;
 use spectrain::table::{prepare_table, MissingFeatures, PrepareTableOptions};
-use spectrain::train::finetune::{finetune, FinetuneOptions, FinetuneReport};
+use spectrain::train::finetune::{finetune, AnchorPool, FinetuneOptions, FinetuneReport, Freeze};
 
 fn prepare(table: &Path, out: &Path) {
     prepare_table(&PrepareTableOptions {
@@ -90,7 +91,9 @@ fn finetuning_learns_the_new_scale_reproducibly_and_names_its_parent() {
         seed: 5,
         anchor: Some(base.clone()),
         anchor_count: 10,
-        freeze_features: false,
+        freeze: Freeze::Norm,
+        l2sp: 0.0,
+        check: vec![],
         backend: BackendChoice::Cpu,
         resume: false,
         force: false,
@@ -107,10 +110,16 @@ fn finetuning_learns_the_new_scale_reproducibly_and_names_its_parent() {
     );
     assert!(held.finetuned.pearson_r > held.parent.pearson_r);
     assert!(held.finetuned.in_tension < held.parent.in_tension);
-    // Anchors come from the parent's training rows outside the new label range.
+    // Anchors come from the parent's training rows away from the new set.
     assert_eq!(r.anchors_per_member, 10);
     assert!(r.anchor_pool > 10);
-    assert!(r.parent_validation.is_some());
+    assert!(r.anchor_radius.unwrap() > 0.0);
+    let (all, outside) = (
+        r.parent_validation.as_ref().unwrap().rows,
+        r.parent_validation_outside.as_ref().unwrap().rows,
+    );
+    assert!(0 < outside && outside < all, "{outside} of {all}");
+    assert!(opts.out.join("domains.png").exists());
 
     let prov: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(opts.out.join("provenance.json")).unwrap())
@@ -179,9 +188,229 @@ fn densenet_finetune_with_frozen_features_from_the_command_line() {
         assert!(out.join(f).exists(), "{f}");
     }
     let prov = std::fs::read_to_string(out.join("provenance.json")).unwrap();
-    assert!(prov.contains("\"freeze_features\": true"), "{prov}");
+    assert!(prov.contains("\"freeze\": \"features\""), "{prov}");
+    assert_kept(&model, &out, |p| {
+        !(p.contains("hidden") || p.contains("output"))
+    });
     // Three steps of batch min(64, half the training part) = 3 steps recorded.
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("finetune.json")).unwrap()).unwrap();
     assert_eq!(report["steps"], 3);
+}
+
+/// Every float tensor of a network (parameters and batch-norm statistics),
+/// named by its module path.
+fn tensors(net: &spectrain::model::Network) -> Vec<(String, Vec<f32>)> {
+    use burn::module::{Module, ModuleVisitor, Param};
+    use burn::tensor::Tensor;
+    #[derive(Default)]
+    struct Collect {
+        path: Vec<String>,
+        out: Vec<(String, Vec<f32>)>,
+    }
+    impl ModuleVisitor for Collect {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let v = param.val().into_data().try_to_vec::<f32>().unwrap();
+            self.out.push((self.path.join("."), v));
+        }
+    }
+    let mut c = Collect::default();
+    net.visit(&mut c);
+    c.out
+}
+
+/// Asserts that the tensors of `child` whose path satisfies `kept` are
+/// bit-equal to `parent`'s and that some other tensor changed.
+fn assert_kept(parent: &Path, child: &Path, kept: impl Fn(&str) -> bool) {
+    let device = BackendChoice::Cpu.resolve().unwrap().device;
+    let p = spectrain::ensemble::Ensemble::load(parent, &device).unwrap();
+    let c = spectrain::ensemble::Ensemble::load(child, &device).unwrap();
+    for (pm, cm) in p.members.iter().zip(&c.members) {
+        let (pt, ct) = (tensors(pm), tensors(cm));
+        assert_eq!(pt.len(), ct.len());
+        let (mut same, mut changed) = (0, 0);
+        for ((path, a), (path2, b)) in pt.iter().zip(&ct) {
+            assert_eq!(path, path2);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            if kept(path) {
+                assert_eq!(bits(a), bits(b), "{path} changed");
+                same += 1;
+            } else if bits(a) != bits(b) {
+                changed += 1;
+            }
+        }
+        assert!(same > 0, "nothing was meant to stay");
+        assert!(changed > 0, "nothing trained");
+    }
+}
+
+#[test]
+fn frozen_parts_stay_bit_equal_to_the_parent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (base, model) = parent(tmp.path());
+    let new = tmp.path().join("new.h5");
+    prepare(&relabelled(tmp.path()), &new);
+    let opts = |freeze, out: &str| FinetuneOptions {
+        model: model.clone(),
+        data: new.clone(),
+        out: tmp.path().join(out),
+        steps: 20,
+        lr: Some(3e-3),
+        batch: Some(16),
+        val_fraction: 0.3,
+        seed: 9,
+        anchor: Some(base.clone()),
+        anchor_count: 20,
+        freeze,
+        l2sp: 0.1,
+        check: vec![],
+        backend: BackendChoice::Cpu,
+        resume: false,
+        force: false,
+        progress: false,
+    };
+    // `features`: every hidden layer (linear, batch norm and its statistics) stays.
+    run(&opts(Freeze::Features, "features"));
+    assert_kept(&model, &tmp.path().join("features"), |p| {
+        !p.contains("output")
+    });
+    // `norm`: batch-norm parameters and running statistics stay; linears train.
+    run(&opts(Freeze::Norm, "norm"));
+    assert_kept(&model, &tmp.path().join("norm"), |p| p.contains("norm"));
+}
+
+#[test]
+fn anchor_pool_matches_the_numpy_reference_on_real_stars() {
+    let g = fixture("anchor_golden.json");
+    let z: Vec<f32> = floats(&g["inputs"]).iter().map(|&v| v as f32).collect();
+    let rows = |k: &str| -> Vec<usize> {
+        g[k].as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as usize)
+            .collect()
+    };
+    let (new, candidates) = (rows("new_rows"), rows("candidates"));
+    let mut pool = AnchorPool::outside_inputs(&z, &z, 2, &candidates, &new);
+    assert_close(
+        "radius",
+        &[pool.radius.unwrap()],
+        &[g["radius"].as_f64().unwrap()],
+        1e-9,
+    );
+    assert_eq!(pool.rows, rows("pool"));
+    // Strata partition the pool; a draw takes one row from each.
+    pool.stratify(&z, 2, 50, 1);
+    assert_eq!(pool.strata.len(), 50);
+    let mut all: Vec<usize> = pool.strata.concat();
+    all.sort_unstable();
+    assert_eq!(all, pool.rows);
+    let drawn = pool.draw(3);
+    assert_eq!(drawn.len(), 50);
+    for (row, stratum) in drawn.iter().zip(&pool.strata) {
+        assert!(stratum.contains(row));
+    }
+    assert_ne!(drawn, pool.draw(4));
+}
+
+/// `n` real spectra of `assets/spectra` (a "new survey") with their labels,
+/// [Fe/H] shifted by +0.2 dex (a recalibrated scale), prepared like the parent's data.
+fn new_survey(dir: &Path, n: usize) -> PathBuf {
+    let spectra = dir.join("survey");
+    std::fs::create_dir_all(&spectra).unwrap();
+    let mut r = csv::Reader::from_path(repo().join("assets/labels.csv")).unwrap();
+    let h = r.headers().unwrap().clone();
+    let (file, feh) = (
+        h.iter().position(|c| c == "file").unwrap(),
+        h.iter().position(|c| c == "feh").unwrap(),
+    );
+    let mut w = csv::Writer::from_path(spectra.join("labels.csv")).unwrap();
+    w.write_record(&h).unwrap();
+    for rec in r.records().map(Result::unwrap).step_by(7).take(n) {
+        std::os::unix::fs::symlink(
+            repo().join("assets/spectra").join(&rec[file]),
+            spectra.join(&rec[file]),
+        )
+        .unwrap();
+        let shifted = rec[feh].parse::<f64>().unwrap() + 0.2;
+        let row: Vec<String> = rec
+            .iter()
+            .enumerate()
+            .map(|(k, v)| {
+                if k == feh {
+                    shifted.to_string()
+                } else {
+                    v.to_string()
+                }
+            })
+            .collect();
+        w.write_record(&row).unwrap();
+    }
+    w.flush().unwrap();
+    let out = dir.join("survey.h5");
+    let status = spectrain()
+        .args(["-q", "prepare", "--columns", "teff,logg,feh"])
+        .arg("--spectra")
+        .arg(&spectra)
+        .arg("--labels")
+        .arg(spectra.join("labels.csv"))
+        .arg("--out")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    out
+}
+
+#[test]
+fn densenet_finetune_on_real_spectra_with_anchors_and_frozen_features() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, model) = tiny_model(tmp.path());
+    let new = new_survey(tmp.path(), 24);
+    let opts = FinetuneOptions {
+        model: model.clone(),
+        data: new.clone(),
+        out: tmp.path().join("ft"),
+        steps: 6,
+        lr: Some(1e-3),
+        batch: Some(8),
+        val_fraction: 0.25,
+        seed: 4,
+        anchor: Some(data.clone()),
+        anchor_count: 1000,
+        freeze: Freeze::Features,
+        l2sp: 0.1,
+        check: vec![data.clone()],
+        backend: BackendChoice::Cpu,
+        resume: false,
+        force: false,
+        progress: false,
+    };
+    let r = run(&opts);
+    // The anchor pool is the parent's training rows (8 of 11 real spectra)
+    // away from the survey's spectra; asking for more than it holds takes it all.
+    assert!(
+        r.anchor_pool >= 1 && r.anchor_pool <= 8,
+        "{}",
+        r.anchor_pool
+    );
+    assert_eq!(r.anchors_per_member, r.anchor_pool);
+    let held = r.held_out.rows;
+    assert_eq!(held, 6);
+    assert_eq!(r.parent_validation.as_ref().unwrap().labels.len(), 3);
+    assert_eq!(r.checks.len(), 1);
+    assert!(opts.out.join("domains.png").exists());
+    assert!(std::fs::read_to_string(opts.out.join("finetune.md"))
+        .unwrap()
+        .contains("parent's validation split"));
+    // Convolutional features (stem, blocks, final norm, integration) are the parent's, bit for bit.
+    assert_kept(&model, &opts.out, |p| {
+        !(p.contains("hidden") || p.contains("output"))
+    });
 }

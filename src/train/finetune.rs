@@ -2,33 +2,44 @@
 //!
 //! Every member of a trained ensemble starts from its own weights and trains
 //! for a short schedule (a number of optimizer steps) on a bootstrap of a
-//! small new dataset. Optionally a few anchor rows from the parent's training
-//! data, chosen outside the new set's label range, join each member's
-//! training set so the model keeps its behaviour where the new set has
-//! nothing; optionally the features are frozen and only the head trains.
+//! small new dataset, with three defences for what the parent already knew:
+//!
+//! - **anchors**: rows of the parent's training split that lie away from the
+//!   new set in the model's own standardised input space (k-nearest-neighbour
+//!   distance, [`AnchorPool`]), stratified over the old domain, join each
+//!   member's training set with their own labels;
+//! - **frozen batch norms** (`Freeze::Norm`, the default): the parent's
+//!   running statistics stay; re-estimating them on the fine-tuning batches
+//!   was what shifted predictions everywhere (issue 14);
+//! - **L2-SP**: a penalty on the distance of every trained weight to the
+//!   parent's ([`L2Sp`]).
 //!
 //! The new set is split with a fixed seed: members train on its training part;
 //! its held-out part scores the parent and the fine-tuned ensemble
 //! (`finetune.json`, `finetune.md`). With `--anchor`, the parent's own
 //! validation split of that dataset is scored too, to show what fine-tuning
-//! cost where the parent was trained. The output is an ordinary model
+//! cost where the parent was trained, and `domains.png` shows both domains
+//! with the anchors. `--check` datasets (real stars outside the new set's
+//! domain) get the same before/after table. The output is an ordinary model
 //! directory; `provenance.json` names its parent.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::tensor::Tensor;
 use serde::Serialize;
 
 use super::sampling::{bootstrap, derive_seed, Split, SplitMix64};
 use super::{
-    gather, label_ranges, open_model_dir, run_members, write_json, Keep, MemberPlan, Provenance,
+    gather, label_ranges, open_model_dir, score_members, write_json, Keep, MemberPlan, Provenance,
     Run, Schedule, TrainError, TrainReport,
 };
 use crate::dataset::Dataset;
 use crate::ensemble::{Ensemble, EnsembleSpec, InputEnvelope, Predictions, Task};
 use crate::evaluate::{select_targets, Targets};
 use crate::metrics::{log10_tension, RegressionMetrics};
-use crate::model::BackendChoice;
+use crate::model::{BackendChoice, Network};
 
 #[derive(Debug, Clone)]
 pub struct FinetuneOptions {
@@ -50,13 +61,38 @@ pub struct FinetuneOptions {
     pub anchor: Option<PathBuf>,
     /// Anchor rows added to each member's training set.
     pub anchor_count: usize,
-    /// Train only the head.
-    pub freeze_features: bool,
+    /// What stays as the parent left it.
+    pub freeze: Freeze,
+    /// L2-SP strength: `alpha * sum (w - w_parent)^2` joins the loss (0: off).
+    pub l2sp: f64,
+    /// Further labelled datasets scored before and after (real stars outside
+    /// the new set's domain): `finetune.md` gets one table each.
+    pub check: Vec<PathBuf>,
     pub backend: BackendChoice,
     pub resume: bool,
     pub force: bool,
     pub progress: bool,
 }
+
+/// What fine-tuning leaves as the parent had it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Freeze {
+    /// Every weight trains and batch norms re-estimate their statistics on
+    /// the fine-tuning batches.
+    None,
+    /// Batch norms keep the parent's statistics and affine parameters; every
+    /// other weight trains. Re-estimated statistics describe the fine-tuning
+    /// mix, not the parent's domain, and shift predictions everywhere.
+    Norm,
+    /// Everything but the fully connected head (batch norms included).
+    Features,
+}
+
+/// Neighbours counted in the input-space distance to the new set.
+pub const ANCHOR_NEIGHBOURS: usize = 5;
+/// Quantile of the new set's own neighbour distances that bounds its domain.
+pub const ANCHOR_RADIUS_QUANTILE: f64 = 0.9;
 
 /// Parent against fine-tuned ensemble on one set of rows.
 #[derive(Debug, Clone, Serialize)]
@@ -91,11 +127,19 @@ pub struct FinetuneReport {
     pub batch: usize,
     pub anchors_per_member: usize,
     pub anchor_pool: usize,
-    pub freeze_features: bool,
+    /// The new set's domain radius in standardised input units.
+    pub anchor_radius: Option<f64>,
+    pub freeze: Freeze,
+    pub l2sp: f64,
     /// Where each reference uncertainty of the tension came from.
     pub reference_errors: Vec<String>,
     pub held_out: Comparison,
     pub parent_validation: Option<Comparison>,
+    /// The same split without its rows inside the new set's domain (by the
+    /// anchor rule): where fine-tuning should change nothing.
+    pub parent_validation_outside: Option<Comparison>,
+    /// One per `--check` dataset.
+    pub checks: Vec<Comparison>,
     pub training: TrainReport,
 }
 
@@ -211,12 +255,214 @@ fn compatible(data: &Dataset, path: &Path, spec: &EnsembleSpec) -> Result<Target
     select_targets(data, Some(&spec.label_names), spec.task).map_err(|e| bad(e.to_string()))
 }
 
-/// Whether row `r` lies outside `ranges` in any label.
-fn outside(values: &[f32], l: usize, r: usize, ranges: &[[f64; 2]]) -> bool {
-    (0..l).any(|j| {
-        let v = values[r * l + j] as f64;
-        v < ranges[j][0] || v > ranges[j][1]
-    })
+/// Squared Euclidean distance of two rows.
+fn dist2(a: &[f32], b: &[f32]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| {
+            let d = (*x - *y) as f64;
+            d * d
+        })
+        .sum()
+}
+
+/// For each row of `from` (in `za`), the distance to its `k`-th nearest row of
+/// `to` (in `zb`), skipping the row itself when `za` and `zb` are one table.
+fn kth_distance(
+    za: &[f32],
+    zb: &[f32],
+    per: usize,
+    from: &[usize],
+    to: &[usize],
+    k: usize,
+    same: bool,
+) -> Vec<f64> {
+    let mut d = Vec::with_capacity(to.len());
+    from.iter()
+        .map(|&a| {
+            d.clear();
+            let ra = &za[a * per..(a + 1) * per];
+            d.extend(
+                to.iter()
+                    .filter(|&&b| !(same && a == b))
+                    .map(|&b| dist2(ra, &zb[b * per..(b + 1) * per])),
+            );
+            if d.is_empty() {
+                return f64::INFINITY;
+            }
+            let k = k.clamp(1, d.len()) - 1;
+            let (_, kth, _) = d.select_nth_unstable_by(k, f64::total_cmp);
+            kth.sqrt()
+        })
+        .collect()
+}
+
+/// The rows anchors are drawn from, grouped into strata that tile the old
+/// domain evenly.
+#[derive(Debug, Clone, Default)]
+pub struct AnchorPool {
+    /// Rows of the parent's dataset eligible as anchors.
+    pub rows: Vec<usize>,
+    /// The new set's domain radius (`input` rule), in standardised input units.
+    pub radius: Option<f64>,
+    /// Disjoint groups of `rows` (indices into the parent's dataset); each
+    /// member draws one anchor from each.
+    pub strata: Vec<Vec<usize>>,
+}
+
+impl AnchorPool {
+    /// Parent rows `candidates` (of `zb`) farther from the new set's rows
+    /// `new_rows` (of `zn`) than the new set's own spacing: the
+    /// `ANCHOR_RADIUS_QUANTILE` quantile, over the new rows, of the distance
+    /// to their `ANCHOR_NEIGHBOURS`-th nearest other new row. Both tables are
+    /// model-ready inputs (catalog features standardised with the parent's
+    /// scaler).
+    pub fn outside_inputs(
+        zb: &[f32],
+        zn: &[f32],
+        per: usize,
+        candidates: &[usize],
+        new_rows: &[usize],
+    ) -> Self {
+        let k = ANCHOR_NEIGHBOURS
+            .min(new_rows.len().saturating_sub(1))
+            .max(1);
+        let mut own = kth_distance(zn, zn, per, new_rows, new_rows, k, true);
+        own.retain(|d| d.is_finite());
+        own.sort_by(f64::total_cmp);
+        let radius = if own.is_empty() {
+            0.0
+        } else {
+            own[((own.len() - 1) as f64 * ANCHOR_RADIUS_QUANTILE).round() as usize]
+        };
+        let far = kth_distance(zb, zn, per, candidates, new_rows, k, false);
+        Self {
+            rows: candidates
+                .iter()
+                .zip(&far)
+                .filter(|(_, d)| **d > radius)
+                .map(|(r, _)| *r)
+                .collect(),
+            radius: Some(radius),
+            strata: Vec::new(),
+        }
+    }
+
+    /// Splits the pool into `n` strata: `n` centres chosen by farthest-point
+    /// traversal of the pool (seeded start), every row joining its nearest
+    /// centre. Strata follow the extent of the old domain, not its density,
+    /// so sparse regions get anchors too.
+    pub fn stratify(&mut self, z: &[f32], per: usize, n: usize, seed: u64) {
+        let rows = &self.rows;
+        let n = n.min(rows.len());
+        if n == 0 {
+            self.strata = Vec::new();
+            return;
+        }
+        let row = |i: usize| &z[rows[i] * per..(rows[i] + 1) * per];
+        let mut nearest = vec![f64::INFINITY; rows.len()];
+        let mut owner = vec![0usize; rows.len()];
+        let mut centre = SplitMix64::new(seed).below(rows.len());
+        for c in 0..n {
+            let zc = row(centre).to_vec();
+            let mut far = (0usize, -1.0f64);
+            for i in 0..rows.len() {
+                let d = dist2(row(i), &zc);
+                if d < nearest[i] {
+                    nearest[i] = d;
+                    owner[i] = c;
+                }
+                if nearest[i] > far.1 {
+                    far = (i, nearest[i]);
+                }
+            }
+            centre = far.0;
+        }
+        let mut strata = vec![Vec::new(); n];
+        for (i, &c) in owner.iter().enumerate() {
+            strata[c].push(rows[i]);
+        }
+        strata.retain(|s| !s.is_empty());
+        self.strata = strata;
+    }
+
+    /// One row from each stratum, drawn with `seed`.
+    pub fn draw(&self, seed: u64) -> Vec<usize> {
+        let mut rng = SplitMix64::new(seed);
+        self.strata.iter().map(|s| s[rng.below(s.len())]).collect()
+    }
+}
+
+/// What fine-tuning adds to a member's training loop ([`super::Run::member_tuned`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Tuning {
+    /// Batch norms keep the parent's statistics and affine parameters.
+    pub freeze_norm: bool,
+    /// L2-SP strength toward the member's initial weights (0: off).
+    pub l2sp: f64,
+}
+
+/// L2-SP (Li X. et al. 2018): a penalty `alpha * sum (w - w0)^2` over every
+/// trained weight, `w0` the parent member's value, that keeps the network
+/// near its parent wherever the fine-tuning data do not pull it away.
+pub(crate) struct L2Sp {
+    alpha: f64,
+    /// The parent's tensors in the order a module visit meets them, flattened.
+    start: Vec<Tensor<1>>,
+}
+
+impl L2Sp {
+    /// `parent`: the member's starting network, on the training device.
+    pub(crate) fn new(parent: &Network, alpha: f64) -> Self {
+        struct Collect(Vec<Tensor<1>>);
+        impl ModuleVisitor for Collect {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                self.0.push(param.val().detach().flatten(0, D - 1));
+            }
+        }
+        let mut c = Collect(Vec::new());
+        parent.visit(&mut c);
+        Self { alpha, start: c.0 }
+    }
+
+    /// The penalty of `model` (same architecture as the parent), a scalar.
+    pub(crate) fn penalty(&self, model: &Network) -> Option<Tensor<1>> {
+        struct Sum<'a> {
+            start: &'a [Tensor<1>],
+            next: usize,
+            total: Option<Tensor<1>>,
+        }
+        impl ModuleVisitor for Sum<'_> {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                let w = param.val();
+                let k = self.next;
+                self.next += 1;
+                // Frozen weights and batch-norm statistics carry no gradient.
+                if !w.is_require_grad() {
+                    return;
+                }
+                let d = (w.flatten(0, D - 1) - self.start[k].clone())
+                    .powi_scalar(2)
+                    .sum();
+                self.total = Some(match self.total.take() {
+                    Some(t) => t + d,
+                    None => d,
+                });
+            }
+        }
+        let mut s = Sum {
+            start: &self.start,
+            next: 0,
+            total: None,
+        };
+        model.visit(&mut s);
+        s.total.map(|t| t.mul_scalar(self.alpha))
+    }
+}
+
+/// The seed of fine-tuned member `m`.
+fn member_seed(seed: u64, m: usize) -> u64 {
+    derive_seed(seed, 2000 + m as u64)
 }
 
 pub fn finetune(opts: &FinetuneOptions) -> Result<FinetuneReport, TrainError> {
@@ -226,6 +472,7 @@ pub fn finetune(opts: &FinetuneOptions) -> Result<FinetuneReport, TrainError> {
     if let Some(a) = &opts.anchor {
         inputs.push(("anchor dataset", a));
     }
+    inputs.extend(opts.check.iter().map(|c| ("--check dataset", c.as_path())));
     crate::outputs::check_not_over_inputs(&opts.out, &inputs)?;
     let compute = opts.backend.resolve()?;
     tracing::info!("backend {} ({})", compute.backend, compute.reason);
@@ -259,6 +506,15 @@ pub fn finetune(opts: &FinetuneOptions) -> Result<FinetuneReport, TrainError> {
     }
     let l = new_targets.names.len();
     let new_ranges = label_ranges(&new_targets.values, l, &split.train);
+    // Model-ready inputs: catalog features standardised with the parent's scaler.
+    let standardised = |d: &Dataset| {
+        let mut z = d.inputs.clone();
+        if let Some(f) = &pspec.features {
+            f.transform(&mut z);
+        }
+        z
+    };
+    let z_new = standardised(&new);
 
     // The training table: the new set, then the anchor pool appended.
     // The training table holds the model's labels only, so anchor rows (from a
@@ -266,29 +522,48 @@ pub fn finetune(opts: &FinetuneOptions) -> Result<FinetuneReport, TrainError> {
     let mut data = new.clone();
     data.label_names = new_targets.names.clone();
     data.labels = new_targets.values.clone();
-    let mut pool: Vec<usize> = Vec::new();
+    let mut pool = AnchorPool::default();
     let mut base: Option<(Dataset, Targets)> = None;
+    // Training-table rows of each member's anchors; the parent rows drawn.
+    let mut anchor_rows: Vec<Vec<usize>> = Vec::new();
+    let mut drawn: Vec<usize> = Vec::new();
+    // The parent's validation rows outside the new set's domain.
+    let mut outside_val: Vec<usize> = Vec::new();
     if let Some(path) = &opts.anchor {
         let b = Dataset::read(path)?;
         let bt = compatible(&b, path, pspec)?;
+        let z_base = standardised(&b);
         // The parent's own split of its data: anchors come from its training part.
         let psplit = Split::new(b.len(), pspec.training.val_fraction, pspec.training.seed);
-        let eligible: Vec<usize> = psplit
-            .train
-            .iter()
-            .copied()
-            .filter(|&r| outside(&bt.values, l, r, &new_ranges))
-            .collect();
-        if eligible.len() < opts.anchor_count {
+        pool =
+            AnchorPool::outside_inputs(&z_base, &z_new, b.input_len(), &psplit.train, &split.train);
+        pool.stratify(
+            &z_base,
+            b.input_len(),
+            opts.anchor_count,
+            derive_seed(opts.seed, 3000),
+        );
+        if pool.rows.len() < opts.anchor_count {
             tracing::warn!(
-                "only {} rows of {} lie outside the new set's label range; {} anchors asked for",
-                eligible.len(),
+                "only {} rows of {} lie outside the new set's domain; {} anchors asked for",
+                pool.rows.len(),
                 path.display(),
                 opts.anchor_count
             );
         }
-        for &r in &eligible {
-            pool.push(data.len());
+        // Each member draws its own anchors; every row drawn joins the table once.
+        let draws: Vec<Vec<usize>> = (0..pspec.training.members)
+            .map(|m| pool.draw(derive_seed(member_seed(opts.seed, m), 7)))
+            .collect();
+        let union: Vec<usize> = draws
+            .iter()
+            .flatten()
+            .copied()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let first = data.len();
+        for &r in &union {
             data.push(crate::dataset::Sample {
                 id: b.ids[r].clone(),
                 file: b.files[r].clone(),
@@ -300,6 +575,18 @@ pub fn finetune(opts: &FinetuneOptions) -> Result<FinetuneReport, TrainError> {
                 z: b.z[r],
             });
         }
+        anchor_rows = draws
+            .iter()
+            .map(|rows| {
+                rows.iter()
+                    .map(|r| first + union.binary_search(r).expect("drawn rows are in the union"))
+                    .collect()
+            })
+            .collect();
+        drawn = union;
+        outside_val =
+            AnchorPool::outside_inputs(&z_base, &z_new, b.input_len(), &psplit.val, &split.train)
+                .rows;
         base = Some((b, bt));
     }
     let targets = Targets {
@@ -308,7 +595,7 @@ pub fn finetune(opts: &FinetuneOptions) -> Result<FinetuneReport, TrainError> {
         task: Task::Regress,
         classes: 0,
     };
-    let anchors_per_member = opts.anchor_count.min(pool.len());
+    let anchors_per_member = anchor_rows.first().map_or(0, Vec::len);
 
     let batch = opts
         .batch
@@ -358,7 +645,8 @@ pub fn finetune(opts: &FinetuneOptions) -> Result<FinetuneReport, TrainError> {
         "batch": batch,
         "anchor_data": opts.anchor.as_ref().map(|p| p.display().to_string()),
         "anchors_per_member": anchors_per_member,
-        "freeze_features": opts.freeze_features,
+        "freeze": opts.freeze,
+        "l2sp": opts.l2sp,
     }));
     write_json(&opts.out.join("provenance.json"), &provenance)?;
 
@@ -387,20 +675,29 @@ pub fn finetune(opts: &FinetuneOptions) -> Result<FinetuneReport, TrainError> {
     };
     let plans: Vec<MemberPlan> = (0..members)
         .map(|m| {
-            let seed = derive_seed(opts.seed, 2000 + m as u64);
+            let seed = member_seed(opts.seed, m);
             let mut rows = bootstrap(&split.train, seed);
-            let mut anchors = pool.clone();
-            SplitMix64::new(derive_seed(seed, 7)).shuffle(&mut anchors);
-            rows.extend(&anchors[..anchors_per_member]);
+            if let Some(a) = anchor_rows.get(m) {
+                rows.extend(a);
+            }
             MemberPlan {
                 seed,
                 rows,
                 init: Some(opts.model.join(EnsembleSpec::member_file(m))),
-                freeze_features: opts.freeze_features,
+                freeze_features: opts.freeze == Freeze::Features,
             }
         })
         .collect();
-    let training = run_members(&run, &plans, start)?;
+    let tuning = Tuning {
+        freeze_norm: opts.freeze == Freeze::Norm,
+        l2sp: opts.l2sp,
+    };
+    let members = plans
+        .iter()
+        .enumerate()
+        .map(|(m, plan)| run.member_tuned(m, plan, &tuning))
+        .collect::<Result<Vec<_>, _>>()?;
+    let training = score_members(&run, &plans, members, start)?;
 
     let child = Ensemble::load(&opts.out, &compute.device)
         .map_err(|e| TrainError::Config(e.to_string()))?;
@@ -423,6 +720,64 @@ pub fn finetune(opts: &FinetuneOptions) -> Result<FinetuneReport, TrainError> {
             &child,
         )
     });
+    let parent_validation_outside = base.as_ref().map(|(b, bt)| {
+        compare(
+            "parent's validation split, outside the new set's domain",
+            b,
+            bt,
+            &outside_val,
+            &parent,
+            &child,
+        )
+    });
+    let mut checks = Vec::new();
+    for path in &opts.check {
+        let d = Dataset::read(path)?;
+        let t = compatible(&d, path, pspec)?;
+        let rows: Vec<usize> = (0..d.len()).collect();
+        checks.push(compare(
+            &path.display().to_string(),
+            &d,
+            &t,
+            &rows,
+            &parent,
+            &child,
+        ));
+    }
+    // Both domains in the first two model inputs, anchors marked.
+    let per = new.input_len();
+    if per >= 2 {
+        let xy = |z: &[f32], rows: &mut dyn Iterator<Item = usize>| -> Vec<(f64, f64)> {
+            rows.map(|r| (z[r * per] as f64, z[r * per + 1] as f64))
+                .collect()
+        };
+        let names = match &pspec.features {
+            Some(f) => [f.names[0].clone(), f.names[1].clone()],
+            None => ["input 0".to_string(), "input 1".to_string()],
+        }
+        .map(|n| format!("{n} (standardised)"));
+        let (old, anchors) = match &base {
+            Some((b, _)) => {
+                let z = standardised(b);
+                let psplit = Split::new(b.len(), pspec.training.val_fraction, pspec.training.seed);
+                let step = (psplit.train.len() / 4000).max(1);
+                (
+                    xy(&z, &mut psplit.train.iter().copied().step_by(step)),
+                    xy(&z, &mut drawn.iter().copied()),
+                )
+            }
+            None => (Vec::new(), Vec::new()),
+        };
+        let sets = crate::plot::DomainSets {
+            parent: old,
+            anchors,
+            new_train: xy(&z_new, &mut split.train.iter().copied()),
+            new_held_out: xy(&z_new, &mut split.val.iter().copied()),
+        };
+        if let Err(e) = crate::plot::input_domains(&opts.out.join("domains.png"), &names, &sets) {
+            tracing::warn!("{e}");
+        }
+    }
     let report = FinetuneReport {
         parent: opts.model.display().to_string(),
         data: opts.data.display().to_string(),
@@ -430,11 +785,15 @@ pub fn finetune(opts: &FinetuneOptions) -> Result<FinetuneReport, TrainError> {
         lr,
         batch,
         anchors_per_member,
-        anchor_pool: pool.len(),
-        freeze_features: opts.freeze_features,
+        anchor_pool: pool.rows.len(),
+        anchor_radius: pool.radius,
+        freeze: opts.freeze,
+        l2sp: opts.l2sp,
         reference_errors: reference_errors(&new, &new_targets.names).1,
         held_out,
         parent_validation,
+        parent_validation_outside,
+        checks,
         training,
     };
     write_json(&opts.out.join("finetune.json"), &report)?;
@@ -450,29 +809,48 @@ pub fn finetune(opts: &FinetuneOptions) -> Result<FinetuneReport, TrainError> {
 
 impl FinetuneReport {
     pub fn markdown(&self) -> String {
+        let anchors = if self.anchor_pool == 0 {
+            "no anchors".to_string()
+        } else {
+            format!(
+                "{} anchors per member (pool {}: the parent's training rows farther than {:.3} from the new set in standardised inputs)",
+                self.anchors_per_member,
+                self.anchor_pool,
+                self.anchor_radius.unwrap_or(f64::NAN),
+            )
+        };
         let mut s = format!(
-            "# Fine-tuning\n\nParent `{}`, new set `{}`: {} steps, lr {}, batch {}, {} anchors per member (pool {}), features {}.\n\nReference uncertainties for the tension: {}.\n",
+            "# Fine-tuning\n\nParent `{}`, new set `{}`: {} steps, lr {}, batch {}, {}, frozen: {}, L2-SP {}.\n\nReference uncertainties for the tension: {}.\n",
             self.parent,
             self.data,
             self.steps,
             self.lr,
             self.batch,
-            self.anchors_per_member,
-            self.anchor_pool,
-            if self.freeze_features { "frozen" } else { "trained" },
+            anchors,
+            match self.freeze {
+                Freeze::None => "nothing",
+                Freeze::Norm => "batch norms",
+                Freeze::Features => "features",
+            },
+            self.l2sp,
             self.reference_errors.join("; ")
         );
-        for c in std::iter::once(&self.held_out).chain(&self.parent_validation) {
+        let sets = std::iter::once(&self.held_out)
+            .chain(&self.parent_validation)
+            .chain(&self.parent_validation_outside)
+            .chain(&self.checks);
+        for c in sets {
             s.push_str(&format!(
-                "\n## {} ({} rows)\n\n| label | MAE parent | MAE fine-tuned | r parent | r fine-tuned | in tension parent | in tension fine-tuned |\n|---|---|---|---|---|---|---|\n",
+                "\n## {} ({} rows)\n\n| label | MAE parent | MAE fine-tuned | change | r parent | r fine-tuned | in tension parent | in tension fine-tuned |\n|---|---|---|---|---|---|---|---|\n",
                 c.set, c.rows
             ));
             for l in &c.labels {
                 s.push_str(&format!(
-                    "| {} | {:.4} | {:.4} | {:.4} | {:.4} | {:.1}% | {:.1}% |\n",
+                    "| {} | {:.4} | {:.4} | {:+.1}% | {:.4} | {:.4} | {:.1}% | {:.1}% |\n",
                     l.label,
                     l.parent.mae,
                     l.finetuned.mae,
+                    100.0 * (l.finetuned.mae / l.parent.mae - 1.0),
                     l.parent.pearson_r,
                     l.finetuned.pearson_r,
                     100.0 * l.parent.in_tension,

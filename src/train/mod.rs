@@ -343,6 +343,16 @@ impl Run<'_> {
 
     /// Trains (or resumes) member `m` and returns its report.
     pub(crate) fn member(&self, m: usize, plan: &MemberPlan) -> Result<MemberReport, TrainError> {
+        self.member_tuned(m, plan, &finetune::Tuning::default())
+    }
+
+    /// [`Run::member`] with fine-tuning's extras: frozen batch norms, L2-SP.
+    pub(crate) fn member_tuned(
+        &self,
+        m: usize,
+        plan: &MemberPlan,
+        tuning: &finetune::Tuning,
+    ) -> Result<MemberReport, TrainError> {
         let cfg = &self.spec.training;
         let epochs = self.schedule.epochs;
         let files = crate::model_dir::ModelDir::new(self.out);
@@ -393,6 +403,17 @@ impl Run<'_> {
                 MemberState::default(),
             )
         };
+        if tuning.freeze_norm {
+            // Every batch-norm field is named `norm` or `final_norm`.
+            model = model.freeze_group(burn::module::ParamGroup::from_predicate("norm"));
+        }
+        let l2sp = match &plan.init {
+            Some(_) if tuning.l2sp > 0.0 => Some(finetune::L2Sp::new(
+                &self.initial(plan, &ad)?.no_grad(),
+                tuning.l2sp,
+            )),
+            _ => None,
+        };
         let batches_per_epoch = plan.rows.chunks(cfg.batch).filter(|c| c.len() >= 2).count();
         let mut steps = state.epochs_done * batches_per_epoch;
         for epoch in state.epochs_done..epochs {
@@ -427,6 +448,11 @@ impl Run<'_> {
                 loss_sum += value;
                 batches += 1;
                 steps += 1;
+                // The curve records the data loss; L2-SP joins only the gradient.
+                let loss = match l2sp.as_ref().and_then(|s| s.penalty(&model)) {
+                    Some(penalty) => loss + penalty,
+                    None => loss,
+                };
                 let grads = GradientsParams::from_grads(loss.backward(), &model);
                 model = optim.step(cfg.lr, model, grads);
             }
@@ -811,6 +837,17 @@ pub(crate) fn run_members(
         .enumerate()
         .map(|(m, plan)| run.member(m, plan))
         .collect::<Result<Vec<_>, _>>()?;
+    score_members(run, plans, members, started)
+}
+
+/// Scores the ensemble of trained `members` on the validation split and
+/// writes `metrics.json` and `curves.png`.
+pub(crate) fn score_members(
+    run: &Run,
+    plans: &[MemberPlan],
+    members: Vec<MemberReport>,
+    started: Instant,
+) -> Result<TrainReport, TrainError> {
     run.bar.finish_and_clear();
     let ensemble = crate::ensemble::Ensemble::load(run.out, &run.compute.device).map_err(|e| {
         TrainError::Record {

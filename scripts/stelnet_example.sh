@@ -50,21 +50,21 @@ case_run() {
     mkdir -p "$d"
     python3 scripts/mist_table.py "$GRID" --out "$d/mist.csv" --max-rows 20000 "$@"
     split "$real" "$d/small.csv" "$d/test.csv"
-    $S -q prepare-table --table "$d/mist.csv" --features "$features" --labels "$labels" --out "$d/mist.h5"
+    $S -q prepare-table --table "$d/mist.csv" --features "$features" --labels "$labels" --out "$d/mist.h5" --force
     # The small set keeps its label uncertainties (<label>_err) where it has
     # them: finetune's tension uses them.
     local small_labels=$labels
     for l in ${labels//,/ }; do
         if head -1 "$real" | tr ',' '\n' | grep -qx "${l}_err"; then small_labels="$small_labels,${l}_err"; fi
     done
-    $S -q prepare-table --table "$d/small.csv" --features "$features" --labels "$small_labels" --id id --missing reject --out "$d/small.h5"
+    $S -q prepare-table --table "$d/small.csv" --features "$features" --labels "$small_labels" --id id --missing reject --out "$d/small.h5" --force
     local check_args=()
     for t in ${checks//,/ }; do
         local c="$d/check-$(basename "$t" .csv).h5"
-        $S -q prepare-table --table "$t" --features "$features" --labels "$labels" --id id --missing reject --out "$c" >/dev/null
+        $S -q prepare-table --table "$t" --features "$features" --labels "$labels" --id id --missing reject --out "$c" --force >/dev/null
         check_args+=(--check "$c")
     done
-    $S -q prepare-table --table "$d/test.csv" --features "$features" --labels "$labels" --id id --missing reject --out "$d/test.h5"
+    $S -q prepare-table --table "$d/test.csv" --features "$features" --labels "$labels" --id id --missing reject --out "$d/test.h5" --force
     $S -q train --arch mlp --data "$d/mist.h5" --out "$d/mist-only" --members 5 --epochs 40 \
         --batch 256 --lr 1e-3 --hidden 128,128,64 --seed 1 --backend cpu --force
     $S -q finetune --model "$d/mist-only" --data "$d/small.h5" --out "$d/finetuned" \

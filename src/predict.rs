@@ -178,14 +178,19 @@ impl CatalogIdentity {
     }
 }
 
-/// `CATALOG.csv` -> `CATALOG.csv.json`.
-pub fn identity_path(catalog: &Path) -> PathBuf {
-    let mut name = catalog
+/// `path` with `suffix` appended to its file name (`c.csv` -> `c.csv.json`).
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path
         .file_name()
         .map(|n| n.to_os_string())
         .unwrap_or_default();
-    name.push(".json");
-    catalog.with_file_name(name)
+    name.push(suffix);
+    path.with_file_name(name)
+}
+
+/// `CATALOG.csv` -> `CATALOG.csv.json`.
+pub fn identity_path(catalog: &Path) -> PathBuf {
+    with_suffix(catalog, ".json")
 }
 
 /// The prediction columns of a catalog: `<label>, <label>_std` per label, or
@@ -283,12 +288,7 @@ pub const NON_FINITE: &str = "non-finite-output: the network returned NaN or inf
 
 /// `CATALOG.csv` -> `CATALOG.csv.partial`.
 pub fn partial_path(out: &Path) -> PathBuf {
-    let mut name = out
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
-    name.push(".partial");
-    out.with_file_name(name)
+    with_suffix(out, ".partial")
 }
 
 /// Writes the finished CSV `csv` as `out` in the format its name asks for.
@@ -442,10 +442,10 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary, PredictError> {
 
     // One run at a time writes this catalog.
     let partial = partial_path(&opts.out);
-    let mut lock_path = partial.clone().into_os_string();
-    lock_path.push(".lock");
-    let lock =
-        crate::lock::FileLock::acquire(Path::new(&lock_path), crate::lock::LockMode::Exclusive)?;
+    let lock = crate::lock::FileLock::acquire(
+        &with_suffix(&partial, ".lock"),
+        crate::lock::LockMode::Exclusive,
+    )?;
     let partial_id = identity_path(&partial);
     let out_id = identity_path(&opts.out);
 

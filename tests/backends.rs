@@ -35,28 +35,37 @@ fn catalog(backend: &str, out: &Path) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// Every cell equal, numbers within `rel` relative (or 1e-6 absolute).
+/// Every text cell equal; every number within 1e-4 of its column's RMS
+/// (plus 1e-5): float32 networks on two backends sum in different orders,
+/// and a member spread of a few kelvin is a difference of large numbers.
 fn shipped_catalog_matches_cpu(backend: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let cpu = catalog("cpu", &tmp.path().join("cpu.csv"));
     let other = catalog(backend, &tmp.path().join("other.csv"));
     assert_eq!(cpu.len(), 300);
     assert_eq!(other.len(), cpu.len());
-    let mut worst = 0f64;
-    for (a, b) in cpu.iter().zip(&other) {
-        assert_eq!(a.len(), b.len());
-        for (x, y) in a.iter().zip(b) {
-            match (x.parse::<f64>(), y.parse::<f64>()) {
+    let columns = cpu[0].len();
+    for c in 0..columns {
+        let values: Vec<f64> = cpu.iter().filter_map(|r| r[c].parse().ok()).collect();
+        let rms = (values.iter().map(|v| v * v).sum::<f64>() / values.len().max(1) as f64).sqrt();
+        let tol = 1e-4 * rms + 1e-5;
+        let mut worst = 0f64;
+        for (a, b) in cpu.iter().zip(&other) {
+            match (a[c].parse::<f64>(), b[c].parse::<f64>()) {
                 (Ok(u), Ok(v)) => {
-                    let d = (u - v).abs() / u.abs().max(1.0);
-                    worst = worst.max(d);
-                    assert!(d < 1e-4, "{x} vs {y} in {a:?}");
+                    worst = worst.max((u - v).abs());
+                    assert!(
+                        (u - v).abs() <= tol,
+                        "column {c}: {u} vs {v} (tolerance {tol:e}) in {a:?}"
+                    );
                 }
-                _ => assert_eq!(x, y, "{a:?}"),
+                _ => assert_eq!(a[c], b[c], "{a:?}"),
             }
         }
+        if !values.is_empty() {
+            eprintln!("{backend}: column {c}: largest difference from the CPU {worst:e} (tolerance {tol:e})");
+        }
     }
-    eprintln!("{backend}: largest relative difference from the CPU catalog {worst:e}");
 }
 
 /// Losses of `steps` Adam steps of the tiny network, starting from weights

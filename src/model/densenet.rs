@@ -11,6 +11,8 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use super::conv::conv1d;
+
 /// Every width and count of the network. Defaults are the paper's; with them the
 /// model has 368,761 / 368,890 / 369,019 trainable parameters for 1 / 2 / 3 outputs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -112,11 +114,11 @@ struct DenseLayer {
 impl DenseLayer {
     /// `[batch, c, length]` -> `[batch, c + branches * growth, length]`.
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let h = self.bottleneck.forward(relu(self.norm.forward(x.clone())));
+        let h = conv1d(&self.bottleneck, relu(self.norm.forward(x.clone())));
         let branches = self
             .branches
             .iter()
-            .map(|b| b.conv.forward(relu(b.norm.forward(h.clone()))))
+            .map(|b| conv1d(&b.conv, relu(b.norm.forward(h.clone()))))
             .collect();
         let h = self.dropout.forward(Tensor::cat(branches, 1));
         Tensor::cat(vec![x, h], 1)
@@ -135,7 +137,7 @@ impl Transition {
     /// `[batch, c, length]` -> `[batch, floor(compression * c), length / 2]`.
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         self.pool
-            .forward(self.conv.forward(relu(self.norm.forward(x))))
+            .forward(conv1d(&self.conv, relu(self.norm.forward(x))))
     }
 }
 
@@ -270,7 +272,7 @@ impl DenseNet {
 
     /// `x`: `[batch, in_channels, length]` (`[B, 64, 64]`) -> `[batch, outputs]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<2> {
-        let mut x = self.stem.forward(x); // [B, stem, L]
+        let mut x = conv1d(&self.stem, x); // [B, stem, L]
         for block in &self.blocks {
             for layer in &block.layers {
                 x = layer.forward(x); // [B, c + 3g, L]
@@ -279,7 +281,7 @@ impl DenseNet {
                 x = t.forward(x); // [B, floor(0.4 c), L / 2]
             }
         }
-        let x = self.integration.forward(relu(self.final_norm.forward(x))); // [B, 32, L_end]
+        let x = conv1d(&self.integration, relu(self.final_norm.forward(x))); // [B, 32, L_end]
         let x: Tensor<2> = x.flatten(1, 2); // [B, 32 * L_end]
         let x = self.dropout.forward(relu(self.hidden.forward(x))); // [B, hidden]
         self.output.forward(x) // [B, outputs]

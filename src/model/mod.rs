@@ -1,6 +1,7 @@
 //! Network architectures and the compute backends they run on.
 
 pub mod backend;
+pub mod conv;
 pub mod densenet;
 pub mod mlp;
 pub mod network;

@@ -1,0 +1,154 @@
+//! The CPU convolution op (`spectrain::model::conv::conv1d`: forward, input, weight
+//! and bias gradients) against PyTorch fixtures (`scripts/make_conv_golden.py`) and
+//! against burn's own `Conv1d::forward` on the same inputs.
+
+mod common;
+
+use burn::module::Param;
+use burn::nn::conv::{Conv1d, Conv1dConfig};
+use burn::nn::PaddingConfig1d;
+use burn::tensor::{Device, Tensor, TensorData};
+use common::*;
+use serde_json::Value;
+use spectrain::model::conv::conv1d;
+
+fn f32s(v: &Value) -> Vec<f32> {
+    floats(v).into_iter().map(|x| x as f32).collect()
+}
+
+fn values<const D: usize>(t: Tensor<D>) -> Vec<f64> {
+    t.into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap()
+        .into_iter()
+        .map(f64::from)
+        .collect()
+}
+
+/// y, grad x, grad weight, grad bias of `sum(forward(x) * grad_output)`.
+struct Outputs {
+    y: Vec<f64>,
+    dx: Vec<f64>,
+    dw: Vec<f64>,
+    db: Option<Vec<f64>>,
+}
+
+fn run(case: &Value, forward: impl Fn(&Conv1d, Tensor<3>) -> Tensor<3>) -> Outputs {
+    let device = Device::flex().autodiff();
+    let dim = |k: &str| case[k].as_u64().unwrap() as usize;
+    let (b, ci, co, l, k) = (
+        dim("batch"),
+        dim("cin"),
+        dim("cout"),
+        dim("length"),
+        dim("kernel"),
+    );
+    let has_bias = !case["bias"].is_null();
+    let mut conv = Conv1dConfig::new(ci, co, k)
+        .with_padding(PaddingConfig1d::Same)
+        .with_bias(has_bias)
+        .init(&device);
+    conv.weight = Param::from_tensor(Tensor::from_data(
+        TensorData::new(f32s(&case["weight"]), [co, ci, k]),
+        &device,
+    ));
+    if has_bias {
+        conv.bias = Some(Param::from_tensor(Tensor::from_data(
+            TensorData::new(f32s(&case["bias"]), [co]),
+            &device,
+        )));
+    }
+    let x = Tensor::<3>::from_data(TensorData::new(f32s(&case["x"]), [b, ci, l]), &device)
+        .require_grad();
+    let g = Tensor::<3>::from_data(
+        TensorData::new(f32s(&case["grad_output"]), [b, co, l]),
+        &device,
+    );
+    let y = forward(&conv, x.clone());
+    assert_eq!(y.dims(), [b, co, l]);
+    let grads = (y.clone() * g).sum().backward();
+    Outputs {
+        y: values(y),
+        dx: values(x.grad(&grads).expect("grad x")),
+        dw: values(conv.weight.val().grad(&grads).expect("grad weight")),
+        db: conv
+            .bias
+            .as_ref()
+            .map(|p| values(p.val().grad(&grads).expect("grad bias"))),
+    }
+}
+
+/// Tolerance for float32 sums of `terms` products of magnitude up to `scale`.
+fn tol(scale: f64, terms: usize) -> f64 {
+    1e-6 * scale.max(1.0) * (terms as f64).sqrt().max(1.0) * 4.0
+}
+
+fn max_abs(v: &[f64]) -> f64 {
+    v.iter().fold(0.0, |m, x| m.max(x.abs()))
+}
+
+fn compare(what: &str, got: &Outputs, want: &Outputs, case: &Value) {
+    let dim = |k: &str| case[k].as_u64().unwrap() as usize;
+    let (b, ci, co, l, k) = (
+        dim("batch"),
+        dim("cin"),
+        dim("cout"),
+        dim("length"),
+        dim("kernel"),
+    );
+    assert_close(
+        &format!("{what} y"),
+        &got.y,
+        &want.y,
+        tol(max_abs(&want.y), ci * k),
+    );
+    assert_close(
+        &format!("{what} grad x"),
+        &got.dx,
+        &want.dx,
+        tol(max_abs(&want.dx), co * k),
+    );
+    assert_close(
+        &format!("{what} grad weight"),
+        &got.dw,
+        &want.dw,
+        tol(max_abs(&want.dw), b * l),
+    );
+    match (&got.db, &want.db) {
+        (Some(g), Some(w)) => {
+            assert_close(&format!("{what} grad bias"), g, w, tol(max_abs(w), b * l))
+        }
+        (None, None) => {}
+        _ => panic!("{what}: bias gradient present on one side only"),
+    }
+}
+
+#[test]
+fn cpu_conv_op_matches_pytorch_and_burns_reference_conv() {
+    let golden = fixture("conv_golden.json");
+    let cases = golden["cases"].as_array().unwrap();
+    assert!(cases.len() >= 7);
+    let mut kernels = std::collections::BTreeSet::new();
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        kernels.insert(case["kernel"].as_u64().unwrap());
+        let torch = Outputs {
+            y: floats(&case["y"]),
+            dx: floats(&case["grad_x"]),
+            dw: floats(&case["grad_weight"]),
+            db: (!case["grad_bias"].is_null()).then(|| floats(&case["grad_bias"])),
+        };
+        let ours = run(case, conv1d);
+        let burn = run(case, |conv, x| conv.forward(x));
+        compare(&format!("{name}: ours vs torch"), &ours, &torch, case);
+        compare(&format!("{name}: ours vs burn conv1d"), &ours, &burn, case);
+        compare(
+            &format!("{name}: burn conv1d vs torch"),
+            &burn,
+            &torch,
+            case,
+        );
+    }
+    assert!(kernels.contains(&15) && kernels.contains(&1) && kernels.contains(&3));
+}

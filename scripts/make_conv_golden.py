@@ -21,6 +21,12 @@ that float32; the reference outputs are computed in float64 from those exact
 float32 inputs, so they are the true values the float32 op approximates.
 Shapes cover kernel 15 (also longer than the input), batch 1, odd lengths,
 one input channel, one output channel, 1x1 with bias and the network's stem.
+
+It also records the forward FLOPs per spectrum of the independent PyTorch
+reference network (../shared/reference/densenet_ref.py, DenseNetBC1d with 1, 2
+and 3 outputs) as counted by torch.utils.flop_counter.FlopCounterMode (2 FLOPs
+per multiply-add of convolutions and linear layers), the number `spectrain
+bench` divides its GFLOP/s by.
 """
 import json
 import os
@@ -81,7 +87,20 @@ def main():
             "grad_bias": b.grad.numpy().ravel().tolist() if bias else None,
         }
         cases.append(case)
+    flops = {}
+    ref_dir = os.path.join(REPO, "..", "shared", "reference")
+    if os.path.isfile(os.path.join(ref_dir, "densenet_ref.py")):
+        import sys
+        from torch.utils.flop_counter import FlopCounterMode
+        sys.path.insert(0, os.path.abspath(ref_dir))
+        from densenet_ref import DenseNetBC1d
+        for outputs in (1, 2, 3):
+            net = DenseNetBC1d(n_out=outputs).eval()
+            with torch.no_grad(), FlopCounterMode(display=False) as counter:
+                net(torch.zeros(1, 64, 64))
+            flops[str(outputs)] = counter.get_total_flops()
     out = {
+        "densenet_forward_flops_per_spectrum": flops,
         "source": f"torch {torch.__version__} torch.nn.functional.conv1d(x, w, b, padding='same') "
                   "in float64 on float32 inputs; gradients of sum(y * grad_output)",
         "cases": cases,

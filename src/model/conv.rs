@@ -188,7 +188,7 @@ fn im2col(x: &[f32], first: usize, n: usize, c: usize, l: usize, k: usize, col: 
 
 /// `dst[m, n] = lhs[m, k] @ rhs[k, n]`, each given by (column stride, row stride).
 #[allow(clippy::too_many_arguments)]
-fn matmul(
+pub(crate) fn matmul(
     m: usize,
     n: usize,
     k: usize,

@@ -190,6 +190,38 @@ impl DenseNetConfig {
         (c, len)
     }
 
+    /// Floating-point operations of one spectrum's forward pass: 2 per multiply-add
+    /// of the convolutions and fully connected layers (batch norm, ReLU, pooling and
+    /// concatenation are not counted), as PyTorch's `FlopCounterMode` counts them.
+    pub fn forward_flops(&self) -> u64 {
+        let conv =
+            |cin: usize, cout: usize, k: usize, len: usize| 2 * (cin * cout * k * len) as u64;
+        let width = self.bottleneck * self.growth;
+        let mut len = self.length;
+        let mut c = self.stem_channels;
+        let mut flops = conv(self.in_channels, c, self.stem_kernel, len);
+        for (b, &n) in self.block_layers.iter().enumerate() {
+            for _ in 0..n {
+                flops += conv(c, width, 1, len);
+                flops += self
+                    .kernels
+                    .iter()
+                    .map(|&k| conv(width, self.growth, k, len))
+                    .sum::<u64>();
+                c += self.kernels.len() * self.growth;
+            }
+            if b + 1 < self.block_layers.len() {
+                let out = (c as f64 * self.compression).floor() as usize;
+                flops += conv(c, out, 1, len);
+                c = out;
+                len /= 2;
+            }
+        }
+        flops += conv(c, self.integration, 1, len);
+        flops += 2 * (self.integration * len * self.hidden) as u64;
+        flops + 2 * (self.hidden * self.outputs) as u64
+    }
+
     pub fn init(&self, device: &Device) -> DenseNet {
         let mut c = self.stem_channels;
         let width = self.bottleneck * self.growth;
@@ -304,6 +336,27 @@ mod tests {
             }
             .init(&device);
             assert_eq!(model.trainable_params(), expected, "{outputs} outputs");
+        }
+    }
+
+    #[test]
+    fn forward_flops_match_pytorchs_flop_counter() {
+        // torch.utils.flop_counter.FlopCounterMode on the independent reference network
+        // (shared/reference/densenet_ref.py), recorded by scripts/make_conv_golden.py.
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/conv_golden.json"
+        ))
+        .unwrap();
+        let golden: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let counted = &golden["densenet_forward_flops_per_spectrum"];
+        for outputs in 1..=3 {
+            let config = DenseNetConfig {
+                outputs,
+                ..Default::default()
+            };
+            let want = counted[outputs.to_string()].as_u64().unwrap();
+            assert_eq!(config.forward_flops(), want, "{outputs} outputs");
         }
     }
 

@@ -22,6 +22,15 @@ float32 inputs, so they are the true values the float32 op approximates.
 Shapes cover kernel 15 (also longer than the input), batch 1, odd lengths,
 one input channel, one output channel, 1x1 with bias and the network's stem.
 
+Batch norm + ReLU (src/model/norm.rs), one case per shape above on its x with
+channels scaled and shifted apart (x * (1 + c) - 0.3 c), gamma = 0.5 + c / C,
+beta = 0.1 - 0.2 c / C, upstream gradient x - 0.5 (x before the shift):
+
+    y = relu(torch.nn.functional.batch_norm(x, None, None, gamma, beta, training=True, eps=1e-5))
+
+in float64, with gradients of sum(y * grad_output) for x, gamma and beta, and
+the batch mean and biased variance (what burn's running statistics use).
+
 It also records the forward FLOPs per spectrum of the independent PyTorch
 reference network (../shared/reference/densenet_ref.py, DenseNetBC1d with 1, 2
 and 3 outputs) as counted by torch.utils.flop_counter.FlopCounterMode (2 FLOPs
@@ -61,6 +70,7 @@ def main():
     torch.manual_seed(12)
     offset = 0
     cases = []
+    norm_cases = []
     for name, batch, cin, cout, length, kernel, bias in CASES:
         n = batch * cin * length
         x32 = pixels[offset:offset + n].reshape(batch, cin, length)
@@ -87,6 +97,30 @@ def main():
             "grad_bias": b.grad.numpy().ravel().tolist() if bias else None,
         }
         cases.append(case)
+
+        ch = (np.arange(n) // length) % cin
+        xb32 = (x32.ravel() * (1.0 + ch).astype(np.float32)
+                - np.float32(0.3) * ch.astype(np.float32)).astype(np.float32)
+        gb32 = (x32.ravel() - np.float32(0.5)).astype(np.float32)
+        gamma32 = np.array([0.5 + i / cin for i in range(cin)], dtype=np.float32)
+        beta32 = np.array([0.1 - 0.2 * i / cin for i in range(cin)], dtype=np.float32)
+        xb = torch.tensor(xb32.reshape(batch, cin, length), dtype=torch.float64, requires_grad=True)
+        gamma = torch.tensor(gamma32, dtype=torch.float64, requires_grad=True)
+        beta = torch.tensor(beta32, dtype=torch.float64, requires_grad=True)
+        yb = F.relu(F.batch_norm(xb, None, None, gamma, beta, training=True, eps=1e-5))
+        (yb * torch.tensor(gb32.reshape(batch, cin, length), dtype=torch.float64)).sum().backward()
+        xd = xb.detach()
+        norm_cases.append({
+            "name": name, "batch": batch, "channels": cin, "length": length,
+            "x": f32_list(xb32), "gamma": f32_list(gamma32), "beta": f32_list(beta32),
+            "grad_output": f32_list(gb32),
+            "y": yb.detach().numpy().ravel().tolist(),
+            "grad_x": xb.grad.numpy().ravel().tolist(),
+            "grad_gamma": gamma.grad.numpy().ravel().tolist(),
+            "grad_beta": beta.grad.numpy().ravel().tolist(),
+            "mean": xd.mean(dim=(0, 2)).numpy().tolist(),
+            "variance": xd.var(dim=(0, 2), unbiased=False).numpy().tolist(),
+        })
     flops = {}
     ref_dir = os.path.join(REPO, "..", "shared", "reference")
     if os.path.isfile(os.path.join(ref_dir, "densenet_ref.py")):
@@ -104,6 +138,7 @@ def main():
         "source": f"torch {torch.__version__} torch.nn.functional.conv1d(x, w, b, padding='same') "
                   "in float64 on float32 inputs; gradients of sum(y * grad_output)",
         "cases": cases,
+        "batch_norm_relu_cases": norm_cases,
     }
     path = os.path.join(REPO, "tests/fixtures/conv_golden.json")
     with open(path + ".partial", "w") as fh:

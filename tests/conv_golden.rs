@@ -152,3 +152,127 @@ fn cpu_conv_op_matches_pytorch_and_burns_reference_conv() {
     }
     assert!(kernels.contains(&15) && kernels.contains(&1) && kernels.contains(&3));
 }
+
+/// The fused CPU batch norm + ReLU against PyTorch (float64 fixtures) and burn's
+/// `relu(BatchNorm::forward)`: training mode (output, gradients of x, gamma and
+/// beta, running statistics) and inference mode, on real spectrum pixels.
+#[test]
+fn fused_batch_norm_relu_matches_pytorch_and_burns_batch_norm_then_relu() {
+    use burn::module::Module;
+    use burn::nn::BatchNormConfig;
+    use burn::tensor::activation::relu;
+    use spectrain::model::norm::batch_norm_relu;
+
+    let golden = fixture("conv_golden.json");
+    let cases = golden["batch_norm_relu_cases"].as_array().unwrap();
+    assert!(cases.len() >= 7);
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        let dim = |k: &str| case[k].as_u64().unwrap() as usize;
+        let (b, c, l) = (dim("batch"), dim("channels"), dim("length"));
+        let device = Device::flex().autodiff();
+        let run = |fused: bool| {
+            let mut norm = BatchNormConfig::new(c).init(&device);
+            norm.gamma = Param::from_tensor(Tensor::from_data(
+                TensorData::new(f32s(&case["gamma"]), [c]),
+                &device,
+            ));
+            norm.beta = Param::from_tensor(Tensor::from_data(
+                TensorData::new(f32s(&case["beta"]), [c]),
+                &device,
+            ));
+            let x = TensorData::new(f32s(&case["x"]), [b, c, l]);
+            let xt = Tensor::<3>::from_data(x.clone(), &device).require_grad();
+            let g = TensorData::new(f32s(&case["grad_output"]), [b, c, l]);
+            let y = if fused {
+                batch_norm_relu(&norm, xt.clone())
+            } else {
+                relu(norm.forward(xt.clone()))
+            };
+            let grads = (y.clone() * Tensor::<3>::from_data(g, &device))
+                .sum()
+                .backward();
+            let train = vec![
+                values(y),
+                values(xt.grad(&grads).unwrap()),
+                values(norm.gamma.val().grad(&grads).unwrap()),
+                values(norm.beta.val().grad(&grads).unwrap()),
+            ];
+            let running = vec![
+                values(norm.running_mean.value_sync()),
+                values(norm.running_var.value_sync()),
+            ];
+            // Inference mode (no autodiff), with the running statistics just updated.
+            let valid = norm.valid();
+            let xi = Tensor::<3>::from_data(x, &Device::flex());
+            let yi = if fused {
+                batch_norm_relu(&valid, xi)
+            } else {
+                relu(valid.forward(xi))
+            };
+            (train, running, values(yi))
+        };
+        let (ours, ours_running, ours_eval) = run(true);
+        let (burn, burn_running, burn_eval) = run(false);
+        let torch: Vec<Vec<f64>> = ["y", "grad_x", "grad_gamma", "grad_beta"]
+            .iter()
+            .map(|k| floats(&case[*k]))
+            .collect();
+        let what = ["y", "grad x", "grad gamma", "grad beta"];
+        for (i, w) in what.iter().enumerate() {
+            let scale = max_abs(&torch[i]);
+            assert_close(
+                &format!("{name}: {w} vs torch"),
+                &ours[i],
+                &torch[i],
+                tol(scale, b * l),
+            );
+            // burn's own f32 batch-norm backward is less accurate (up to ~5e-4
+            // relative here, against ~3e-5 for the fused op): a looser bound.
+            assert_close(
+                &format!("{name}: burn {w} vs torch"),
+                &burn[i],
+                &torch[i],
+                1e-3 * scale.max(1.0),
+            );
+        }
+        // Running statistics: momentum 0.1 from mean 0 and variance 1 (burn's rule,
+        // with the biased batch variance).
+        let mean: Vec<f64> = floats(&case["mean"]).iter().map(|m| 0.1 * m).collect();
+        let var: Vec<f64> = floats(&case["variance"])
+            .iter()
+            .map(|v| 0.9 + 0.1 * v)
+            .collect();
+        assert_close(
+            &format!("{name}: running mean"),
+            &ours_running[0],
+            &mean,
+            1e-5,
+        );
+        assert_close(
+            &format!("{name}: running var"),
+            &ours_running[1],
+            &var,
+            1e-5,
+        );
+        assert_close(
+            &format!("{name}: burn running mean"),
+            &burn_running[0],
+            &mean,
+            1e-5,
+        );
+        assert_close(
+            &format!("{name}: burn running var"),
+            &burn_running[1],
+            &var,
+            1e-5,
+        );
+        assert_close(
+            &format!("{name}: inference y"),
+            &ours_eval,
+            &burn_eval,
+            tol(max_abs(&burn_eval), 1),
+        );
+        assert!(ours[0].contains(&0.0), "{name}: the ReLU cut nothing");
+    }
+}

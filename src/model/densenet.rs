@@ -12,6 +12,7 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::conv::conv1d;
+use super::norm::batch_norm_relu;
 
 /// Every width and count of the network. Defaults are the paper's; with them the
 /// model has 368,761 / 368,890 / 369,019 trainable parameters for 1 / 2 / 3 outputs.
@@ -114,11 +115,11 @@ struct DenseLayer {
 impl DenseLayer {
     /// `[batch, c, length]` -> `[batch, c + branches * growth, length]`.
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let h = conv1d(&self.bottleneck, relu(self.norm.forward(x.clone())));
+        let h = conv1d(&self.bottleneck, batch_norm_relu(&self.norm, x.clone()));
         let branches = self
             .branches
             .iter()
-            .map(|b| conv1d(&b.conv, relu(b.norm.forward(h.clone()))))
+            .map(|b| conv1d(&b.conv, batch_norm_relu(&b.norm, h.clone())))
             .collect();
         let h = self.dropout.forward(Tensor::cat(branches, 1));
         Tensor::cat(vec![x, h], 1)
@@ -137,7 +138,7 @@ impl Transition {
     /// `[batch, c, length]` -> `[batch, floor(compression * c), length / 2]`.
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         self.pool
-            .forward(conv1d(&self.conv, relu(self.norm.forward(x))))
+            .forward(conv1d(&self.conv, batch_norm_relu(&self.norm, x)))
     }
 }
 
@@ -313,7 +314,7 @@ impl DenseNet {
                 x = t.forward(x); // [B, floor(0.4 c), L / 2]
             }
         }
-        let x = conv1d(&self.integration, relu(self.final_norm.forward(x))); // [B, 32, L_end]
+        let x = conv1d(&self.integration, batch_norm_relu(&self.final_norm, x)); // [B, 32, L_end]
         let x: Tensor<2> = x.flatten(1, 2); // [B, 32 * L_end]
         let x = self.dropout.forward(relu(self.hidden.forward(x))); // [B, hidden]
         self.output.forward(x) // [B, outputs]

@@ -5,6 +5,7 @@ pub mod conv;
 pub mod densenet;
 pub mod mlp;
 pub mod network;
+pub mod norm;
 
 pub use backend::{BackendChoice, ComputeDevice};
 pub use densenet::{DenseNet, DenseNetConfig};

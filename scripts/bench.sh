@@ -8,8 +8,11 @@
 #    (astropy + PyWavelets) on the same files (default: the 1,200 DR10 spectra).
 # 2. network: training (forward + Huber + backward + Adam, batch 64) and
 #    inference (batch 256) throughput of the paper's DenseNet on the CPU backend,
-#    against the PyTorch reference (scripts/bench_torch.py). With BENCH_WGPU=1
-#    also on the wgpu backend (builds with --features wgpu) and PyTorch CUDA.
+#    against the PyTorch reference (scripts/bench_torch.py), with the cores each
+#    used, the GFLOP/s achieved (forward FLOPs from the config, training = 3x)
+#    and the compute ceiling: the machine's GEMM GFLOP/s on the network's shapes.
+#    With BENCH_WGPU=1 also on the wgpu backend (builds with --features wgpu)
+#    and PyTorch CUDA.
 #
 # 3. predict end to end: gzip FITS directory -> catalog with the shipped
 #    3-member model, against ../shared/reference/pipeline_predict.py (astropy +
@@ -57,20 +60,36 @@ else
 fi
 
 echo
-echo "network: the paper's DenseNet (3 outputs), $threads threads, ${BENCH_SECONDS:-5} s per measurement"
+echo "network: the paper's DenseNet (3 outputs), $threads threads, ${BENCH_SECONDS:-5} s per measurement, load $(cut -d' ' -f1-3 /proc/loadavg)"
 secs=${BENCH_SECONDS:-5}
+# Lines: `spectrain-cpu <what> <spectra/s> spectra/s cores <c> GFLOP/s <g>`,
+# `spectrain-cpu forward_flops_per_spectrum <n>`, `cpu gemm_ceiling <g> GFLOP/s cores <c>`.
 ours_net=$("$bin" -q -j "$threads" bench --backend cpu --seconds "$secs")
 echo "$ours_net" | sed 's/^/  /'
+flops=$(echo "$ours_net" | awk '$2 == "forward_flops_per_spectrum" {print $3}')
+ceiling=$(echo "$ours_net" | awk '$2 == "gemm_ceiling" {print $3}')
+# GFLOP/s of a training step (3 forwards) or an inference at a given spectra/s.
+gflops() { awk -v f="$flops" -v r="$2" -v m="$1" 'BEGIN{printf "%.1f", m*f*r/1e9}'; }
 if python3 -c 'import torch' 2>/dev/null && [ -f "$reference/densenet_ref.py" ]; then
   torch_net=$(python3 scripts/bench_torch.py --threads "$threads" --seconds "$secs" --reference-dir "$reference")
   echo "$torch_net" | grep '^torch' | sed 's/^/  /'
   for what in train_batch64 infer_batch256; do
     a=$(echo "$ours_net" | awk -v w="$what" '$2 == w {print $3}')
     b=$(echo "$torch_net" | awk -v w="$what" '$2 == w {print $3}')
-    printf '  %-16s spectrain / torch = %s\n' "$what" "$(awk -v a="$a" -v b="$b" 'BEGIN{printf "%.2f", a/b}')"
+    m=1; [ "$what" = train_batch64 ] && m=3
+    printf '  %-16s spectrain / torch = %s   GFLOP/s spectrain %s, torch %s, of a %s GFLOP/s GEMM ceiling: %s%% / %s%%\n' \
+      "$what" "$(awk -v a="$a" -v b="$b" 'BEGIN{printf "%.2f", a/b}')" \
+      "$(gflops $m "$a")" "$(gflops $m "$b")" "$ceiling" \
+      "$(awk -v g="$(gflops $m "$a")" -v c="$ceiling" 'BEGIN{printf "%.0f", 100*g/c}')" \
+      "$(awk -v g="$(gflops $m "$b")" -v c="$ceiling" 'BEGIN{printf "%.0f", 100*g/c}')"
   done
 else
   echo "  torch reference: skipped (needs torch and $reference/densenet_ref.py)"
+  for what in train_batch64 infer_batch256; do
+    a=$(echo "$ours_net" | awk -v w="$what" '$2 == w {print $3}')
+    m=1; [ "$what" = train_batch64 ] && m=3
+    printf '  %-16s %s GFLOP/s of a %s GFLOP/s GEMM ceiling\n' "$what" "$(gflops $m "$a")" "$ceiling"
+  done
 fi
 
 echo

@@ -899,14 +899,27 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 a.infer_batch,
                 std::time::Duration::from_secs_f64(a.seconds),
             );
+            // Third field: spectra/s (scripts/bench.sh reads it); then what the timed
+            // region used: cores (CPU time / wall time) and GFLOP/s from the config.
             println!(
-                "spectrain-{} train_batch{} {:.1}",
-                t.backend, t.train_batch, t.train_spectra_per_s
+                "spectrain-{} train_batch{} {:.1} spectra/s  cores {:.2}  GFLOP/s {:.1}",
+                t.backend, t.train_batch, t.train_spectra_per_s, t.train_cores, t.train_gflops
             );
             println!(
-                "spectrain-{} infer_batch{} {:.1}",
-                t.backend, t.infer_batch, t.infer_spectra_per_s
+                "spectrain-{} infer_batch{} {:.1} spectra/s  cores {:.2}  GFLOP/s {:.1}",
+                t.backend, t.infer_batch, t.infer_spectra_per_s, t.infer_cores, t.infer_gflops
             );
+            println!(
+                "spectrain-{} forward_flops_per_spectrum {}",
+                t.backend, t.forward_flops_per_spectrum
+            );
+            if compute.backend == "cpu" {
+                // The compute ceiling: the machine's GEMM rate on the convolutions' shapes.
+                let (gemm, cores) = spectrain::bench::gemm_gflops(
+                    std::time::Duration::from_secs_f64((a.seconds / 2.0).max(0.5)),
+                );
+                println!("cpu gemm_ceiling {gemm:.1} GFLOP/s  cores {cores:.2}");
+            }
             if let Some(path) = a.json {
                 std::fs::write(&path, serde_json::to_string_pretty(&t)?)?;
             }

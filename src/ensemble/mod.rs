@@ -73,8 +73,15 @@ impl Predictions {
     }
 }
 
-/// Runs `model` over row-major model-ready inputs `[n, per]` in batches;
-/// returns raw outputs `[n * outputs]` (standardised values or logits).
+/// Runs `model` (in inference mode) over row-major model-ready inputs
+/// `[n, per]` in batches; returns raw outputs `[n * outputs]` (standardised
+/// values or logits).
+///
+/// Every batch has exactly `batch` rows (the last is padded with zeros and its
+/// padding discarded): the CPU kernels' blocking, and so the order of their
+/// float sums, follows the matrix shapes, so a spectrum's prediction would
+/// otherwise depend on how many others share its batch, and a resumed or
+/// sharded catalog would differ from a single run's in the last bits.
 pub fn forward_all(
     model: &Network,
     inputs: &[f32],
@@ -84,12 +91,18 @@ pub fn forward_all(
 ) -> Vec<f32> {
     let n = inputs.len() / per.max(1);
     let mut out = Vec::new();
-    for start in (0..n).step_by(batch.max(1)) {
+    let batch = batch.max(1);
+    for start in (0..n).step_by(batch) {
         let b = batch.min(n - start);
-        let data = TensorData::new(inputs[start * per..(start + b) * per].to_vec(), [b, per]);
-        let x = Tensor::<2>::from_data(data, device);
-        let y = model.forward(x);
-        out.extend(y.into_data().try_to_vec::<f32>().expect("f32 outputs"));
+        let mut rows = inputs[start * per..(start + b) * per].to_vec();
+        rows.resize(batch * per, 0.0);
+        let x = Tensor::<2>::from_data(TensorData::new(rows, [batch, per]), device);
+        let y = model
+            .forward(x)
+            .into_data()
+            .try_to_vec::<f32>()
+            .expect("f32 outputs");
+        out.extend_from_slice(&y[..y.len() / batch * b]);
     }
     out
 }

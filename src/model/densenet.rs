@@ -11,6 +11,9 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use super::conv::conv1d;
+use super::norm::batch_norm_relu;
+
 /// Every width and count of the network. Defaults are the paper's; with them the
 /// model has 368,761 / 368,890 / 369,019 trainable parameters for 1 / 2 / 3 outputs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -112,11 +115,11 @@ struct DenseLayer {
 impl DenseLayer {
     /// `[batch, c, length]` -> `[batch, c + branches * growth, length]`.
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let h = self.bottleneck.forward(relu(self.norm.forward(x.clone())));
+        let h = conv1d(&self.bottleneck, batch_norm_relu(&self.norm, x.clone()));
         let branches = self
             .branches
             .iter()
-            .map(|b| b.conv.forward(relu(b.norm.forward(h.clone()))))
+            .map(|b| conv1d(&b.conv, batch_norm_relu(&b.norm, h.clone())))
             .collect();
         let h = self.dropout.forward(Tensor::cat(branches, 1));
         Tensor::cat(vec![x, h], 1)
@@ -135,7 +138,7 @@ impl Transition {
     /// `[batch, c, length]` -> `[batch, floor(compression * c), length / 2]`.
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         self.pool
-            .forward(self.conv.forward(relu(self.norm.forward(x))))
+            .forward(conv1d(&self.conv, batch_norm_relu(&self.norm, x)))
     }
 }
 
@@ -186,6 +189,38 @@ impl DenseNetConfig {
             }
         }
         (c, len)
+    }
+
+    /// Floating-point operations of one spectrum's forward pass: 2 per multiply-add
+    /// of the convolutions and fully connected layers (batch norm, ReLU, pooling and
+    /// concatenation are not counted), as PyTorch's `FlopCounterMode` counts them.
+    pub fn forward_flops(&self) -> u64 {
+        let conv =
+            |cin: usize, cout: usize, k: usize, len: usize| 2 * (cin * cout * k * len) as u64;
+        let width = self.bottleneck * self.growth;
+        let mut len = self.length;
+        let mut c = self.stem_channels;
+        let mut flops = conv(self.in_channels, c, self.stem_kernel, len);
+        for (b, &n) in self.block_layers.iter().enumerate() {
+            for _ in 0..n {
+                flops += conv(c, width, 1, len);
+                flops += self
+                    .kernels
+                    .iter()
+                    .map(|&k| conv(width, self.growth, k, len))
+                    .sum::<u64>();
+                c += self.kernels.len() * self.growth;
+            }
+            if b + 1 < self.block_layers.len() {
+                let out = (c as f64 * self.compression).floor() as usize;
+                flops += conv(c, out, 1, len);
+                c = out;
+                len /= 2;
+            }
+        }
+        flops += conv(c, self.integration, 1, len);
+        flops += 2 * (self.integration * len * self.hidden) as u64;
+        flops + 2 * (self.hidden * self.outputs) as u64
     }
 
     pub fn init(&self, device: &Device) -> DenseNet {
@@ -270,7 +305,7 @@ impl DenseNet {
 
     /// `x`: `[batch, in_channels, length]` (`[B, 64, 64]`) -> `[batch, outputs]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<2> {
-        let mut x = self.stem.forward(x); // [B, stem, L]
+        let mut x = conv1d(&self.stem, x); // [B, stem, L]
         for block in &self.blocks {
             for layer in &block.layers {
                 x = layer.forward(x); // [B, c + 3g, L]
@@ -279,7 +314,7 @@ impl DenseNet {
                 x = t.forward(x); // [B, floor(0.4 c), L / 2]
             }
         }
-        let x = self.integration.forward(relu(self.final_norm.forward(x))); // [B, 32, L_end]
+        let x = conv1d(&self.integration, batch_norm_relu(&self.final_norm, x)); // [B, 32, L_end]
         let x: Tensor<2> = x.flatten(1, 2); // [B, 32 * L_end]
         let x = self.dropout.forward(relu(self.hidden.forward(x))); // [B, hidden]
         self.output.forward(x) // [B, outputs]
@@ -302,6 +337,27 @@ mod tests {
             }
             .init(&device);
             assert_eq!(model.trainable_params(), expected, "{outputs} outputs");
+        }
+    }
+
+    #[test]
+    fn forward_flops_match_pytorchs_flop_counter() {
+        // torch.utils.flop_counter.FlopCounterMode on the independent reference network
+        // (shared/reference/densenet_ref.py), recorded by scripts/make_conv_golden.py.
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/conv_golden.json"
+        ))
+        .unwrap();
+        let golden: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let counted = &golden["densenet_forward_flops_per_spectrum"];
+        for outputs in 1..=3 {
+            let config = DenseNetConfig {
+                outputs,
+                ..Default::default()
+            };
+            let want = counted[outputs.to_string()].as_u64().unwrap();
+            assert_eq!(config.forward_flops(), want, "{outputs} outputs");
         }
     }
 

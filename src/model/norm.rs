@@ -1,0 +1,402 @@
+//! Batch norm followed by ReLU, fused and parallel over channels on the CPU backend.
+//!
+//! burn 0.22's CPU backend (flex) builds batch norm from generic ops: channel
+//! swaps and copies, serial reductions and several serial elementwise passes,
+//! forward and backward. Every batch norm of the DenseNet is followed by a ReLU,
+//! so here the pair is one pass for the statistics (parallel over channels) and
+//! one for the output (parallel over rows), with a backward of its own, registered
+//! through burn's backend-extension mechanism like `conv.rs`. [`batch_norm_relu`]
+//! keeps `BatchNorm` as the holder of parameters and running statistics (updated
+//! as burn updates them) and falls back to `relu(norm.forward(x))` on every other
+//! backend.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::{Autodiff, NodeId};
+use burn::backend::ops::FloatTensorOps;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{
+    backend_extension, AutodiffBackend, Dispatch, ExtensionType, Flex, TensorMetadata,
+};
+use burn::nn::BatchNorm;
+use burn::tensor::activation::relu;
+use burn::tensor::{DType, Device, Tensor, TensorData};
+use rayon::prelude::*;
+
+/// Output of the training-mode op: `relu(batch_norm(x))` and the batch statistics.
+#[derive(ExtensionType)]
+pub struct BnReluTrain<B: burn::backend::Backend> {
+    pub output: FloatTensor<B>,
+    /// Per-channel batch mean, `[channels]`.
+    pub mean: FloatTensor<B>,
+    /// Per-channel biased batch variance, `[channels]`.
+    pub variance: FloatTensor<B>,
+}
+
+/// Training mode: normalise with the batch statistics.
+#[backend_extension(Flex, Autodiff)]
+pub trait BnReluTrainBackend: burn::backend::Backend {
+    /// `x`: `[batch, channels, length]`; `gamma`, `beta`: `[channels]`.
+    fn bn_relu_train(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> BnReluTrain<Self>;
+}
+
+/// Inference: `relu(x * scale[c] + shift[c])`, no gradient.
+#[backend_extension(Flex)]
+pub trait BnReluEvalBackend: burn::backend::Backend {
+    fn bn_relu_eval(
+        x: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        shift: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+}
+
+fn values(t: &FloatTensor<Flex>) -> std::borrow::Cow<'_, [f32]> {
+    match t.as_slice::<f32>() {
+        Some(s) => std::borrow::Cow::Borrowed(s),
+        None => std::borrow::Cow::Owned(
+            t.to_contiguous()
+                .as_slice::<f32>()
+                .expect("f32 tensor")
+                .to_vec(),
+        ),
+    }
+}
+
+fn dims3(t: &FloatTensor<Flex>) -> [usize; 3] {
+    let shape = t.shape();
+    assert_eq!(
+        shape.num_dims(),
+        3,
+        "batch norm + ReLU works on [batch, channels, length]"
+    );
+    shape.dims()
+}
+
+fn from_vec<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> FloatTensor<Flex> {
+    Flex::float_from_data(TensorData::new(values, shape), &Default::default())
+}
+
+/// `y[b, c, i] = max(0, x[b, c, i] * scale[c] + shift[c])`, parallel over rows.
+fn affine_relu(x: &[f32], scale: &[f32], shift: &[f32], c: usize, l: usize) -> Vec<f32> {
+    let mut y = vec![0.0f32; x.len()];
+    if l == 0 {
+        return y;
+    }
+    y.par_chunks_mut(l)
+        .zip(x.par_chunks(l))
+        .enumerate()
+        .for_each(|(row, (y, x))| {
+            let (a, b) = (scale[row % c], shift[row % c]);
+            for (y, x) in y.iter_mut().zip(x) {
+                *y = (x * a + b).max(0.0);
+            }
+        });
+    y
+}
+
+/// Per-channel mean and biased variance of `x` `[b, c, l]` (f64 accumulation).
+pub fn channel_stats(x: &[f32], b: usize, c: usize, l: usize) -> (Vec<f32>, Vec<f32>) {
+    let n = (b * l).max(1) as f64;
+    (0..c)
+        .into_par_iter()
+        .map(|ch| {
+            let rows = || (0..b).map(move |s| &x[(s * c + ch) * l..(s * c + ch + 1) * l]);
+            let mean = rows().flatten().map(|&v| v as f64).sum::<f64>() / n;
+            let var = rows()
+                .flatten()
+                .map(|&v| (v as f64 - mean).powi(2))
+                .sum::<f64>()
+                / n;
+            (mean as f32, var as f32)
+        })
+        .unzip()
+}
+
+/// Forward in training mode: output, mean, variance.
+pub fn train_forward(
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    epsilon: f64,
+    [b, c, l]: [usize; 3],
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let (mean, var) = channel_stats(x, b, c, l);
+    let (scale, shift) = scale_shift(gamma, beta, &mean, &var, epsilon);
+    (affine_relu(x, &scale, &shift, c, l), mean, var)
+}
+
+/// `scale = gamma / sqrt(var + eps)`, `shift = beta - mean * scale`.
+fn scale_shift(
+    gamma: &[f32],
+    beta: &[f32],
+    mean: &[f32],
+    var: &[f32],
+    epsilon: f64,
+) -> (Vec<f32>, Vec<f32>) {
+    (0..gamma.len())
+        .map(|ch| {
+            let inv_std = 1.0 / (var[ch] as f64 + epsilon).sqrt();
+            let scale = gamma[ch] as f64 * inv_std;
+            (
+                scale as f32,
+                (beta[ch] as f64 - mean[ch] as f64 * scale) as f32,
+            )
+        })
+        .unzip()
+}
+
+/// Gradients of `relu(batch_norm_train(x))` given the output `y` and its gradient
+/// `g`: (x, gamma, beta).
+#[allow(clippy::too_many_arguments)]
+pub fn train_backward(
+    x: &[f32],
+    y: &[f32],
+    g: &[f32],
+    gamma: &[f32],
+    mean: &[f32],
+    var: &[f32],
+    epsilon: f64,
+    [b, c, l]: [usize; 3],
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let n = (b * l).max(1) as f64;
+    let inv_std: Vec<f64> = var
+        .iter()
+        .map(|&v| 1.0 / (v as f64 + epsilon).sqrt())
+        .collect();
+    // Per channel: sum of the ReLU-masked gradient (beta's gradient) and of its
+    // product with the normalised input (gamma's gradient).
+    let (dbeta, dgamma): (Vec<f64>, Vec<f64>) = (0..c)
+        .into_par_iter()
+        .map(|ch| {
+            let (m, s) = (mean[ch] as f64, inv_std[ch]);
+            let mut sum_g = 0.0f64;
+            let mut sum_gx = 0.0f64;
+            for smp in 0..b {
+                let r = (smp * c + ch) * l..(smp * c + ch + 1) * l;
+                for ((&x, &y), &g) in x[r.clone()].iter().zip(&y[r.clone()]).zip(&g[r]) {
+                    if y > 0.0 {
+                        sum_g += g as f64;
+                        sum_gx += g as f64 * (x as f64 - m) * s;
+                    }
+                }
+            }
+            (sum_g, sum_gx)
+        })
+        .unzip();
+    // dx = gamma * inv_std / n * (n * g' - sum g' - xhat * sum g' xhat), g' = g * (y > 0).
+    let coef: Vec<(f32, f32, f32, f32, f32)> = (0..c)
+        .map(|ch| {
+            let k = gamma[ch] as f64 * inv_std[ch];
+            (
+                k as f32,
+                (k * dbeta[ch] / n) as f32,
+                (k * dgamma[ch] / n) as f32,
+                mean[ch],
+                inv_std[ch] as f32,
+            )
+        })
+        .collect();
+    let mut dx = vec![0.0f32; x.len()];
+    if l > 0 {
+        dx.par_chunks_mut(l).enumerate().for_each(|(row, dx)| {
+            let (k, kb, kg, m, s) = coef[row % c];
+            let r = row * l..(row + 1) * l;
+            for (((dx, &x), &y), &g) in dx
+                .iter_mut()
+                .zip(&x[r.clone()])
+                .zip(&y[r.clone()])
+                .zip(&g[r])
+            {
+                let gm = if y > 0.0 { g } else { 0.0 };
+                *dx = k * gm - kb - (x - m) * s * kg;
+            }
+        });
+    }
+    let to32 = |v: Vec<f64>| v.into_iter().map(|v| v as f32).collect();
+    (dx, to32(dgamma), to32(dbeta))
+}
+
+impl BnReluTrainBackend for Flex {
+    fn bn_relu_train(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> BnReluTrain<Self> {
+        let dims = dims3(&x);
+        let (y, mean, var) =
+            train_forward(&values(&x), &values(&gamma), &values(&beta), epsilon, dims);
+        BnReluTrain {
+            output: from_vec(y, dims),
+            mean: from_vec(mean, [dims[1]]),
+            variance: from_vec(var, [dims[1]]),
+        }
+    }
+}
+
+impl<C: CheckpointStrategy> BnReluTrainBackend for Autodiff<Flex, C> {
+    fn bn_relu_train(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> BnReluTrain<Self> {
+        #[derive(Debug)]
+        struct BnReluBackward;
+
+        impl Backward<Flex, 3> for BnReluBackward {
+            // x, gamma (checkpointed); output, mean, variance as the forward made them.
+            type State = (
+                NodeId,
+                NodeId,
+                FloatTensor<Flex>,
+                FloatTensor<Flex>,
+                FloatTensor<Flex>,
+                f64,
+            );
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 3>,
+                grads: &mut Gradients,
+                checkpointer: &mut Checkpointer,
+            ) {
+                let [node_x, node_gamma, node_beta] = ops.parents;
+                let grad = grads.consume::<Flex>(&ops.node);
+                let (x_state, gamma_state, y, mean, var, epsilon) = ops.state;
+                let x: FloatTensor<Flex> = checkpointer.retrieve_node_output(x_state);
+                let gamma: FloatTensor<Flex> = checkpointer.retrieve_node_output(gamma_state);
+                let dims = dims3(&x);
+                let (dx, dgamma, dbeta) = train_backward(
+                    &values(&x),
+                    &values(&y),
+                    &values(&grad),
+                    &values(&gamma),
+                    &values(&mean),
+                    &values(&var),
+                    epsilon,
+                    dims,
+                );
+                if let Some(node) = node_x {
+                    grads.register::<Flex>(node.id, from_vec(dx, dims));
+                }
+                if let Some(node) = node_gamma {
+                    grads.register::<Flex>(node.id, from_vec(dgamma, [dims[1]]));
+                }
+                if let Some(node) = node_beta {
+                    grads.register::<Flex>(node.id, from_vec(dbeta, [dims[1]]));
+                }
+            }
+        }
+
+        match BnReluBackward
+            .prepare::<C>([x.node(), gamma.node(), beta.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                let gamma_state = prep.checkpoint(&gamma);
+                let r = Flex::bn_relu_train(
+                    x.into_primitive(),
+                    gamma.into_primitive(),
+                    beta.into_primitive(),
+                    epsilon,
+                );
+                let state = (
+                    x_state,
+                    gamma_state,
+                    r.output.clone(),
+                    r.mean.clone(),
+                    r.variance.clone(),
+                    epsilon,
+                );
+                BnReluTrain {
+                    output: prep.finish(state, r.output),
+                    mean: Self::from_inner(r.mean),
+                    variance: Self::from_inner(r.variance),
+                }
+            }
+            OpsKind::UnTracked(prep) => {
+                let r = Flex::bn_relu_train(
+                    x.into_primitive(),
+                    gamma.into_primitive(),
+                    beta.into_primitive(),
+                    epsilon,
+                );
+                BnReluTrain {
+                    output: prep.finish(r.output),
+                    mean: Self::from_inner(r.mean),
+                    variance: Self::from_inner(r.variance),
+                }
+            }
+        }
+    }
+}
+
+impl BnReluEvalBackend for Flex {
+    fn bn_relu_eval(
+        x: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        shift: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let dims = dims3(&x);
+        let y = affine_relu(
+            &values(&x),
+            &values(&scale),
+            &values(&shift),
+            dims[1],
+            dims[2],
+        );
+        from_vec(y, dims)
+    }
+}
+
+/// `relu(norm.forward(x))` for `x` `[batch, channels, length]`: fused on the CPU
+/// backend, burn's own ops elsewhere. Updates the running statistics in training
+/// mode exactly as `BatchNorm::forward` does.
+pub fn batch_norm_relu(norm: &BatchNorm, x: Tensor<3>) -> Tensor<3> {
+    let device = x.device();
+    if x.dtype() != DType::F32 || device != Device::flex() {
+        return relu(norm.forward(x));
+    }
+    let training = device.is_autodiff() && norm.training.is_enabled();
+    if training {
+        let r = <Dispatch as BnReluTrainBackend>::bn_relu_train(
+            x.into_dispatch(),
+            norm.gamma.val().into_dispatch(),
+            norm.beta.val().into_dispatch(),
+            norm.epsilon,
+        );
+        let mean = Tensor::<1>::from_dispatch(r.mean);
+        let variance = Tensor::<1>::from_dispatch(r.variance);
+        let m = norm.momentum;
+        let running_mean = norm.running_mean.value_sync().to_device(&device);
+        let running_var = norm.running_var.value_sync().to_device(&device);
+        norm.running_mean
+            .update((running_mean.mul_scalar(1.0 - m) + mean.detach().mul_scalar(m)).detach());
+        norm.running_var
+            .update((running_var.mul_scalar(1.0 - m) + variance.detach().mul_scalar(m)).detach());
+        return Tensor::from_dispatch(r.output);
+    }
+    if device.is_autodiff() {
+        // A frozen layer on a training device: gradients may still flow through it.
+        return relu(norm.forward(x));
+    }
+    let mean = norm.running_mean.value().to_device(&device);
+    let var = norm.running_var.value().to_device(&device);
+    let scale = norm.gamma.val() / (var + norm.epsilon).sqrt();
+    let shift = norm.beta.val() - mean * scale.clone();
+    Tensor::from_dispatch(<Dispatch as BnReluEvalBackend>::bn_relu_eval(
+        x.into_dispatch(),
+        scale.into_dispatch(),
+        shift.into_dispatch(),
+    ))
+}

@@ -30,12 +30,19 @@ pub struct Throughput {
     pub infer_spectra_per_s: f64,
     pub infer_cores: f64,
     pub infer_gflops: f64,
+    /// Seconds of the first training step and the first inference call: on a
+    /// GPU they include shader compilation and autotune's one-off tuning.
+    pub first_train_step_s: f64,
+    pub first_infer_s: f64,
 }
 
-/// Calls per second of a timed region, and the cores it kept busy.
+/// Calls per second of a timed region, the cores it kept busy, and how long
+/// the very first call took (on a GPU: kernel compilation and autotune's
+/// one-off tuning).
 struct Rate {
     per_s: f64,
     cores: f64,
+    first_s: f64,
 }
 
 /// User + system CPU seconds of this process so far, all threads.
@@ -51,7 +58,10 @@ fn cpu_seconds() -> f64 {
 
 /// Runs `f` repeatedly for at least `min` after `warmup` calls.
 fn rate(warmup: usize, min: Duration, mut f: impl FnMut()) -> Rate {
-    for _ in 0..warmup {
+    let t_first = Instant::now();
+    f();
+    let first_s = t_first.elapsed().as_secs_f64();
+    for _ in 1..warmup {
         f();
     }
     let cpu0 = cpu_seconds();
@@ -65,6 +75,7 @@ fn rate(warmup: usize, min: Duration, mut f: impl FnMut()) -> Rate {
     Rate {
         per_s: calls as f64 / wall,
         cores: (cpu_seconds() - cpu0) / wall,
+        first_s,
     }
 }
 
@@ -170,5 +181,7 @@ pub fn measure(
         infer_spectra_per_s,
         infer_cores: infer.cores,
         infer_gflops: flops as f64 * infer_spectra_per_s / 1e9,
+        first_train_step_s: train.first_s,
+        first_infer_s: infer.first_s,
     }
 }

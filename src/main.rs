@@ -913,6 +913,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 "spectrain-{} forward_flops_per_spectrum {}",
                 t.backend, t.forward_flops_per_spectrum
             );
+            // On a GPU the first calls compile shaders and run autotune's tuning.
+            println!(
+                "spectrain-{} first_train_step {:.3} s  first_infer {:.3} s",
+                t.backend, t.first_train_step_s, t.first_infer_s
+            );
             if compute.backend == "cpu" {
                 // The compute ceiling: the machine's GEMM rate on the convolutions' shapes.
                 let (gemm, cores) = spectrain::bench::gemm_gflops(

@@ -186,3 +186,16 @@ fn member_tasks_build_the_single_process_model() {
     assert_ne!(want["member-00.bpk"], want["member-01.bpk"]);
     assert_eq!(predictions(&whole, &data), predictions(&parts, &data));
 }
+
+/// A member task on one core must train what the whole run trains on two: the
+/// CPU kernels' chunking and sums may not follow the thread count.
+#[test]
+fn the_thread_count_does_not_change_the_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = real_dataset(tmp.path());
+    let config = tiny_config(tmp.path());
+    let (one, two) = (tmp.path().join("one"), tmp.path().join("two"));
+    ok(train(&data, &config, &one).args(["-j", "1"]));
+    ok(train(&data, &config, &two).args(["-j", "2"]));
+    assert_eq!(predictions(&one, &data), predictions(&two, &data));
+}

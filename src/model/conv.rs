@@ -157,12 +157,13 @@ fn from_vec(values: Vec<f32>, shape: [usize; 3]) -> FloatTensor<Flex> {
     Flex::float_from_data(TensorData::new(values, shape), &Default::default())
 }
 
-/// Samples per chunk: enough chunks to keep every rayon thread busy, each at most
-/// ~2048 im2col columns so a chunk's matrices stay in cache-friendly sizes.
+/// Samples per chunk: at most 32 and ~2048 im2col columns, so a chunk's
+/// matrices stay cache-sized, and never a function of the thread count: gemm's
+/// blocking (and so its float sums) follows the matrix shapes, and a run must
+/// give the same bits on 1 core as on 16 (a Slurm member task against the
+/// single-process run, a shard against the whole catalog).
 fn chunk_samples(batch: usize, length: usize) -> usize {
-    let threads = rayon::current_num_threads().max(1);
-    let per_thread = batch.div_ceil(threads);
-    per_thread.min((2048 / length.max(1)).max(1)).max(1)
+    batch.min(32).min((2048 / length.max(1)).max(1)).max(1)
 }
 
 /// im2col of samples `first..first + n` of `x` (`[batch, c, l]`):
@@ -370,7 +371,11 @@ pub fn weight_grad(
             );
             dw
         })
-        .reduce_with(|mut a, b| {
+        .collect::<Vec<_>>()
+        // Added in chunk order, not rayon's reduction tree (whose shape follows
+        // the thread count), so the sum is the same on any number of cores.
+        .into_iter()
+        .reduce(|mut a, b| {
             a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
             a
         })

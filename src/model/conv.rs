@@ -141,16 +141,7 @@ fn contiguous(t: &FloatTensor<Flex>) -> (std::borrow::Cow<'_, [f32]>, [usize; 3]
     let shape = t.shape();
     assert_eq!(shape.num_dims(), 3, "conv1d_same works on rank-3 tensors");
     let dims: [usize; 3] = shape.dims();
-    let values = match t.as_slice::<f32>() {
-        Some(s) => std::borrow::Cow::Borrowed(s),
-        None => std::borrow::Cow::Owned(
-            t.to_contiguous()
-                .as_slice::<f32>()
-                .expect("f32 tensor")
-                .to_vec(),
-        ),
-    };
-    (values, dims)
+    (super::norm::values(t), dims)
 }
 
 fn from_vec(values: Vec<f32>, shape: [usize; 3]) -> FloatTensor<Flex> {

@@ -57,7 +57,8 @@ pub trait BnReluEvalBackend: burn::backend::Backend {
     ) -> FloatTensor<Self>;
 }
 
-fn values(t: &FloatTensor<Flex>) -> std::borrow::Cow<'_, [f32]> {
+/// A tensor's values, borrowed when they are already contiguous.
+pub(crate) fn values(t: &FloatTensor<Flex>) -> std::borrow::Cow<'_, [f32]> {
     match t.as_slice::<f32>() {
         Some(s) => std::borrow::Cow::Borrowed(s),
         None => std::borrow::Cow::Owned(

@@ -22,6 +22,46 @@ macro_rules! cli {
     ($($a:expr),* $(,)?) => { run(&[$(std::ffi::OsStr::new(&$a)),*]) };
 }
 
+/// `spectrain -q predict --model M --spectra S --out O EXTRA... --backend cpu`.
+fn predict(
+    model: impl AsRef<std::ffi::OsStr>,
+    spectra: impl AsRef<std::ffi::OsStr>,
+    out: impl AsRef<std::ffi::OsStr>,
+    extra: &[&str],
+) -> Output {
+    spectrain()
+        .args(["-q", "predict", "--model"])
+        .arg(model)
+        .arg("--spectra")
+        .arg(spectra)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .args(["--backend", "cpu"])
+        .output()
+        .unwrap()
+}
+
+/// `spectrain -q train --data D --out O --config C EXTRA... --backend cpu`.
+fn train(
+    data: impl AsRef<std::ffi::OsStr>,
+    out: impl AsRef<std::ffi::OsStr>,
+    config: impl AsRef<std::ffi::OsStr>,
+    extra: &[&str],
+) -> Output {
+    spectrain()
+        .args(["-q", "train", "--data"])
+        .arg(data)
+        .arg("--out")
+        .arg(out)
+        .arg("--config")
+        .arg(config)
+        .args(extra)
+        .args(["--backend", "cpu"])
+        .output()
+        .unwrap()
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -163,18 +203,7 @@ fn force_never_destroys_what_is_not_a_model_or_an_input() {
 
     // A real model directory is replaced, but a file spectrain did not write stays.
     let model = tmp.path().join("model");
-    assert_ok(&cli!(
-        "-q",
-        "train",
-        "--data",
-        data,
-        "--out",
-        model,
-        "--config",
-        config,
-        "--backend",
-        "cpu"
-    ));
+    assert_ok(&train(&data, &model, &config, &[]));
     std::fs::write(model.join("notes.txt"), "mine").unwrap();
     assert_ok(&cli!(
         "-q",
@@ -244,19 +273,7 @@ fn a_catalog_being_written_is_locked() {
     let _held =
         spectrain::lock::FileLock::acquire(&lock_path, spectrain::lock::LockMode::Exclusive)
             .unwrap();
-    let o = cli!(
-        "-q",
-        "predict",
-        "--model",
-        repo().join(SHIPPED),
-        "--spectra",
-        dr10(),
-        "--out",
-        out,
-        "--resume",
-        "--backend",
-        "cpu"
-    );
+    let o = predict(repo().join(SHIPPED), dr10(), &out, &["--resume"]);
     assert_refused(&o, &format!("pid {}", std::process::id()));
     assert!(!out.exists());
 }
@@ -267,18 +284,7 @@ fn resume_and_merge_never_mix_runs() {
     let tmp = tempfile::tempdir().unwrap();
     let model = repo().join(SHIPPED);
     let full = tmp.path().join("full.csv");
-    assert_ok(&cli!(
-        "-q",
-        "predict",
-        "--model",
-        model,
-        "--spectra",
-        dr10(),
-        "--out",
-        full,
-        "--backend",
-        "cpu"
-    ));
+    assert_ok(&predict(&model, dr10(), &full, &[]));
     // An interrupted run of `full` (its header and identity), resumed over other spectra.
     let other = tmp.path().join("other-spectra");
     std::fs::create_dir_all(&other).unwrap();
@@ -299,51 +305,13 @@ fn resume_and_merge_never_mix_runs() {
         spectrain::predict::identity_path(&partial),
     )
     .unwrap();
-    let o = cli!(
-        "-q",
-        "predict",
-        "--model",
-        model,
-        "--spectra",
-        other,
-        "--out",
-        out,
-        "--resume",
-        "--backend",
-        "cpu"
-    );
+    let o = predict(&model, &other, &out, &["--resume"]);
     assert_refused(&o, "spectra directory");
-    let o = cli!(
-        "-q",
-        "predict",
-        "--model",
-        model,
-        "--spectra",
-        dr10(),
-        "--out",
-        out,
-        "--resume",
-        "--shard",
-        "1/2",
-        "--backend",
-        "cpu"
-    );
+    let o = predict(&model, dr10(), &out, &["--resume", "--shard", "1/2"]);
     assert_refused(&o, "shard");
     // Another model: the tiny one.
     let (_, tiny) = tiny_model(tmp.path());
-    let o = cli!(
-        "-q",
-        "predict",
-        "--model",
-        tiny,
-        "--spectra",
-        dr10(),
-        "--out",
-        out,
-        "--resume",
-        "--backend",
-        "cpu"
-    );
+    let o = predict(&tiny, dr10(), &out, &["--resume"]);
     assert_refused(&o, "differently");
     // The matching run resumes to the single-run catalog, and counts the whole catalog.
     let o = cli!(
@@ -390,34 +358,8 @@ fn resume_and_merge_never_mix_runs() {
     // merge: shards of different spectra directories are refused.
     let s1 = tmp.path().join("s1.csv");
     let s2 = tmp.path().join("s2.csv");
-    assert_ok(&cli!(
-        "-q",
-        "predict",
-        "--model",
-        model,
-        "--spectra",
-        dr10(),
-        "--out",
-        s1,
-        "--shard",
-        "1/2",
-        "--backend",
-        "cpu"
-    ));
-    assert_ok(&cli!(
-        "-q",
-        "predict",
-        "--model",
-        model,
-        "--spectra",
-        other,
-        "--out",
-        s2,
-        "--shard",
-        "2/2",
-        "--backend",
-        "cpu"
-    ));
+    assert_ok(&predict(&model, dr10(), &s1, &["--shard", "1/2"]));
+    assert_ok(&predict(&model, &other, &s2, &["--shard", "2/2"]));
     let merged = tmp.path().join("merged.csv");
     let o = cli!("merge", "--out", merged, s1, s2);
     assert_refused(&o, "spectra directory");
@@ -434,22 +376,7 @@ fn divergence_is_an_error_not_a_model() {
     let data = real_dataset(tmp.path());
     let config = tiny_config(tmp.path());
     let out = tmp.path().join("model");
-    let o = cli!(
-        "-q",
-        "train",
-        "--data",
-        data,
-        "--out",
-        out,
-        "--config",
-        config,
-        "--lr",
-        "1e10",
-        "--epochs",
-        "3",
-        "--backend",
-        "cpu"
-    );
+    let o = train(&data, &out, &config, &["--lr", "1e10", "--epochs", "3"]);
     assert_refused(&o, "diverged");
     assert!(!out.join("member-00.bpk").exists(), "no weights published");
     assert!(!out.join("metrics.json").exists());
@@ -469,18 +396,7 @@ fn tampered_models_are_refused_at_load() {
         *b ^= 0xff;
     }
     std::fs::write(&w, bytes).unwrap();
-    let o = cli!(
-        "-q",
-        "predict",
-        "--model",
-        model,
-        "--spectra",
-        dr10(),
-        "--out",
-        out,
-        "--backend",
-        "cpu"
-    );
+    let o = predict(&model, dr10(), &out, &[]);
     assert_refused(&o, "member-01.bpk");
     assert_refused(&o, "SHA-256");
     assert!(!out.exists() && !spectrain::predict::partial_path(&out).exists());
@@ -501,35 +417,13 @@ fn tampered_models_are_refused_at_load() {
         .unwrap()
         .push("mass".into());
     std::fs::write(&spec_path, serde_json::to_string(&spec).unwrap()).unwrap();
-    let o = cli!(
-        "-q",
-        "predict",
-        "--model",
-        model,
-        "--spectra",
-        dr10(),
-        "--out",
-        out,
-        "--backend",
-        "cpu"
-    );
+    let o = predict(&model, dr10(), &out, &[]);
     assert_refused(&o, "4 label names for a network with 3 outputs");
     // A model whose checksum file was removed is refused too, and says how to restore it.
     spec["label_names"].as_array_mut().unwrap().pop();
     std::fs::write(&spec_path, serde_json::to_string(&spec).unwrap()).unwrap();
     std::fs::remove_file(model.join("member-02.sha256")).unwrap();
-    let o = cli!(
-        "-q",
-        "predict",
-        "--model",
-        model,
-        "--spectra",
-        dr10(),
-        "--out",
-        out,
-        "--backend",
-        "cpu"
-    );
+    let o = predict(&model, dr10(), &out, &[]);
     assert_refused(&o, "sha256sum member-02.bpk");
 }
 
@@ -553,18 +447,7 @@ fn degenerate_options_and_inputs_are_one_line_errors() {
     assert_refused(&o, "--batch");
     assert!(!spectrain::predict::partial_path(&out).exists());
     // ... and the rerun is not blocked.
-    assert_ok(&cli!(
-        "-q",
-        "predict",
-        "--model",
-        model,
-        "--spectra",
-        dr10(),
-        "--out",
-        out,
-        "--backend",
-        "cpu"
-    ));
+    assert_ok(&predict(&model, dr10(), &out, &[]));
     let data = real_dataset(tmp.path());
     for args in [
         vec!["evaluate", "--batch", "0"],
@@ -622,36 +505,13 @@ fn degenerate_options_and_inputs_are_one_line_errors() {
     // train --resume while another run holds the directory.
     let config = tiny_config(tmp.path());
     let m = tmp.path().join("m");
-    assert_ok(&cli!(
-        "-q",
-        "train",
-        "--data",
-        data,
-        "--out",
-        m,
-        "--config",
-        config,
-        "--backend",
-        "cpu"
-    ));
+    assert_ok(&train(&data, &m, &config, &[]));
     let _held = spectrain::lock::FileLock::acquire(
         &m.join("train.lock"),
         spectrain::lock::LockMode::Exclusive,
     )
     .unwrap();
-    let o = cli!(
-        "-q",
-        "train",
-        "--data",
-        data,
-        "--out",
-        m,
-        "--config",
-        config,
-        "--resume",
-        "--backend",
-        "cpu"
-    );
+    let o = train(&data, &m, &config, &["--resume"]);
     assert_refused(&o, "in use by another run");
 }
 
@@ -663,47 +523,14 @@ fn outputs_are_checked_before_any_work() {
     // 10. An existing directory as the catalog.
     let dir = tmp.path().join("somedir");
     std::fs::create_dir_all(&dir).unwrap();
-    let o = cli!(
-        "-q",
-        "predict",
-        "--model",
-        model,
-        "--spectra",
-        dr10(),
-        "--out",
-        dir,
-        "--backend",
-        "cpu"
-    );
+    let o = predict(&model, dr10(), &dir, &[]);
     assert_refused(&o, &format!("{} is a directory", dir.display()));
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
     // 14. The format follows the extension, or the command refuses.
-    let o = cli!(
-        "-q",
-        "predict",
-        "--model",
-        model,
-        "--spectra",
-        dr10(),
-        "--out",
-        tmp.path().join("c.txt"),
-        "--backend",
-        "cpu"
-    );
+    let o = predict(&model, dr10(), tmp.path().join("c.txt"), &[]);
     assert_refused(&o, "output format");
     let gz = tmp.path().join("c.fits.gz");
-    assert_ok(&cli!(
-        "-q",
-        "predict",
-        "--model",
-        model,
-        "--spectra",
-        dr10(),
-        "--out",
-        gz,
-        "--backend",
-        "cpu"
-    ));
+    assert_ok(&predict(&model, dr10(), &gz, &[]));
     let bytes = std::fs::read(&gz).unwrap();
     assert_eq!(&bytes[..2], &[0x1f, 0x8b], "gzip data");
     let mut f = fitsio::FitsFile::open(&gz).unwrap();
@@ -712,46 +539,12 @@ fn outputs_are_checked_before_any_work() {
     assert_eq!(status.len(), 12);
     // 13. An existing catalog is not overwritten without --force.
     let csv = tmp.path().join("c.csv");
-    assert_ok(&cli!(
-        "-q",
-        "predict",
-        "--model",
-        model,
-        "--spectra",
-        dr10(),
-        "--out",
-        csv,
-        "--backend",
-        "cpu"
-    ));
+    assert_ok(&predict(&model, dr10(), &csv, &[]));
     std::fs::write(&csv, "precious").unwrap();
-    let o = cli!(
-        "-q",
-        "predict",
-        "--model",
-        model,
-        "--spectra",
-        dr10(),
-        "--out",
-        csv,
-        "--backend",
-        "cpu"
-    );
+    let o = predict(&model, dr10(), &csv, &[]);
     assert_refused(&o, "--force");
     assert_eq!(std::fs::read_to_string(&csv).unwrap(), "precious");
-    assert_ok(&cli!(
-        "-q",
-        "predict",
-        "--model",
-        model,
-        "--spectra",
-        dr10(),
-        "--out",
-        csv,
-        "--force",
-        "--backend",
-        "cpu"
-    ));
+    assert_ok(&predict(&model, dr10(), &csv, &["--force"]));
     assert_ne!(std::fs::read_to_string(&csv).unwrap(), "precious");
     let h5 = tmp.path().join("d.h5");
     let labels = dr10().join("labels.csv");
@@ -801,18 +594,7 @@ fn outputs_are_checked_before_any_work() {
     // 11. Nothing to do is an error, not an empty success.
     let empty = tmp.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
-    let o = cli!(
-        "-q",
-        "predict",
-        "--model",
-        model,
-        "--spectra",
-        empty,
-        "--out",
-        tmp.path().join("e.csv"),
-        "--backend",
-        "cpu"
-    );
+    let o = predict(&model, &empty, tmp.path().join("e.csv"), &[]);
     assert_refused(&o, "no .fits");
     assert!(!tmp.path().join("e.csv").exists());
     let nolabel = tmp.path().join("nolabel.csv");
@@ -874,18 +656,7 @@ fn file_names_that_are_not_utf8_stay_distinct() {
     }
     let out = tmp.path().join("c.csv");
     let model = repo().join(SHIPPED);
-    assert_ok(&cli!(
-        "-q",
-        "predict",
-        "--model",
-        model,
-        "--spectra",
-        spectra,
-        "--out",
-        out,
-        "--backend",
-        "cpu"
-    ));
+    assert_ok(&predict(&model, &spectra, &out, &[]));
     let (h, rows) = catalog(&out);
     let mut files: Vec<String> = rows.iter().map(|r| r[col(&h, "file")].clone()).collect();
     files.sort();
@@ -1101,18 +872,7 @@ fn provenance_records_the_build_commit() {
     let data = real_dataset(tmp.path());
     let out = tmp.path().join("m");
     let config = tiny_config(tmp.path());
-    assert_ok(&cli!(
-        "-q",
-        "train",
-        "--data",
-        data,
-        "--out",
-        out,
-        "--config",
-        config,
-        "--backend",
-        "cpu"
-    ));
+    assert_ok(&train(&data, &out, &config, &[]));
     let p: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("provenance.json")).unwrap())
             .unwrap();

@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use spectrain::ensemble::{Loss, TrainConfig};
+use spectrain::ensemble::{Loss, Task, TrainConfig};
 
 use spectrain::table::{prepare_table, MissingFeatures, PrepareTableOptions};
 use spectrain::Dataset;
@@ -282,4 +282,66 @@ fn the_shipped_mlp_config_trains_from_the_command_line() {
     );
     assert_eq!(spec["training"]["loss"], "mae");
     assert_eq!(spec["training"]["members"], 2);
+}
+
+/// `train` without `--config` takes the library's defaults for the task and
+/// network (`spectrain::train::default_training`): MAE for the MLP, 5e-4 for
+/// classification, and a flag over either.
+#[test]
+fn train_defaults_follow_the_task_and_network() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The real DH table with a class label: hotter than 6500 K or not.
+    let text = std::fs::read_to_string(dh_table()).unwrap();
+    let mut lines = text.lines().filter(|l| !l.starts_with('#'));
+    let mut csv = format!("{},hot\n", lines.next().unwrap());
+    for line in lines {
+        let teff: f64 = line.split(',').nth(1).unwrap().parse().unwrap();
+        csv.push_str(&format!("{line},{}\n", u8::from(teff > 6500.0)));
+    }
+    let table = tmp.path().join("dh_hot.csv");
+    std::fs::write(&table, csv).unwrap();
+    let data = tmp.path().join("dh.h5");
+    prepare_table(&PrepareTableOptions {
+        table,
+        out: data.clone(),
+        features: vec!["log_teff".into(), "log_l".into()],
+        labels: vec!["log_mass".into(), "hot".into()],
+        id: Some("id".into()),
+        missing: MissingFeatures::Impute,
+        force: false,
+    })
+    .unwrap();
+    let training = |name: &str, extra: &[&str]| -> serde_json::Value {
+        let out = tmp.path().join(name);
+        let o = spectrain()
+            .args(["-q", "train", "--arch", "mlp", "--hidden", "8"])
+            .args(["--backend", "cpu", "--members", "1", "--epochs", "1"])
+            .args(extra)
+            .arg("--data")
+            .arg(&data)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let spec: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("spec.json")).unwrap()).unwrap();
+        spec["training"].clone()
+    };
+    let library = |task| spectrain::train::default_training(task, spectrain::model::Arch::Mlp);
+    let regress = training("regress", &["--columns", "log_mass"]);
+    assert_eq!(regress["task"], "regress");
+    assert_eq!(regress["loss"], "mae");
+    assert_eq!(regress["lr"], library(Task::Regress).lr);
+    let classify = training("classify", &["--columns", "hot", "--task", "classify"]);
+    assert_eq!(classify["task"], "classify");
+    assert_eq!(classify["lr"], 5e-4);
+    assert_eq!(classify["lr"], library(Task::Classify).lr);
+    let given = training(
+        "given",
+        &["--columns", "hot", "--task", "classify", "--lr", "1e-3"],
+    );
+    assert_eq!(given["lr"], 1e-3);
+    let huber = training("huber", &["--columns", "log_mass", "--loss", "huber"]);
+    assert_eq!(huber["loss"], "huber");
 }

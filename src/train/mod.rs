@@ -17,8 +17,11 @@
 //! once in the same process disturb each other's draws: train one ensemble per
 //! process (as the CLI does) when results must be reproducible.
 
+mod defaults;
 pub mod finetune;
 pub mod sampling;
+
+pub use defaults::default_training;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;

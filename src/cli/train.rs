@@ -1,0 +1,204 @@
+//! `spectrain train`: a bootstrap ensemble, whole or one member at a time.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+use clap::Args;
+
+use spectrain::ensemble::{Loss, Task, TrainConfig};
+use spectrain::model::{Arch, DenseNetConfig, MlpConfig, ModelConfig};
+use spectrain::train::{default_training, finish_members, train, train_member, TrainOptions};
+
+use super::args::{at_least, dropout, fraction, positive, read_toml, BackendArg};
+use super::args::{ForceArg, ResumeArg};
+
+#[derive(Args)]
+#[command(mut_arg("resume", |a| a.help("Continue a killed run in MODEL_DIR from its last completed epoch")))]
+#[command(mut_arg("force", |a| a.help("Replace an existing MODEL_DIR (only a spectrain model directory)")))]
+pub struct TrainArgs {
+    /// Dataset written by `spectrain prepare`.
+    #[arg(long, value_name = "DATA.h5")]
+    data: PathBuf,
+    /// Model directory to create (refused if it exists, unless --resume or --force;
+    /// shared by the tasks of --member and --finish).
+    #[arg(long, value_name = "MODEL_DIR")]
+    out: PathBuf,
+    /// Label columns to learn (default: every label in the dataset).
+    #[arg(long, value_delimiter = ',')]
+    columns: Option<Vec<String>>,
+    /// Regression of the labels, or classification of one integer label.
+    #[arg(long, value_enum)]
+    task: Option<Task>,
+    /// Network: DenseNet-BC (spectra) or MLP (catalog features; also runs on spectra).
+    #[arg(long, value_enum)]
+    arch: Option<Arch>,
+    /// MLP hidden widths, e.g. 128,128,64 (the depth is their number).
+    #[arg(long, value_delimiter = ',', value_parser = at_least::<1>())]
+    hidden: Option<Vec<usize>>,
+    /// MLP dropout after each hidden layer [default: 0.1].
+    #[arg(long, value_parser = dropout)]
+    dropout: Option<f64>,
+    /// Regression loss [default: huber for densenet, mae for mlp].
+    #[arg(long, value_enum)]
+    loss: Option<Loss>,
+    /// Bootstrap ensemble size [default: 10].
+    #[arg(long, value_parser = at_least::<1>())]
+    members: Option<usize>,
+    /// Epochs per member [default: 450].
+    #[arg(long, value_parser = at_least::<1>())]
+    epochs: Option<usize>,
+    /// Batch size [default: 64].
+    #[arg(long, value_parser = at_least::<2>())]
+    batch: Option<usize>,
+    /// Adam learning rate [default: 1.5e-4 regression, 5e-4 classification].
+    #[arg(long, value_parser = positive)]
+    lr: Option<f64>,
+    /// Validation fraction of the fixed-seed split [default: 0.2].
+    #[arg(long, value_parser = fraction)]
+    val_fraction: Option<f64>,
+    /// Seed of the split, bootstrap resamples, initialisation and batch order [default: 42].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Model and training settings as TOML (see models/densenet-bc.toml); flags override it.
+    #[arg(long, value_name = "FILE.toml")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    backend: BackendArg,
+    #[command(flatten)]
+    resume: ResumeArg,
+    #[command(flatten)]
+    force: ForceArg,
+    /// Train only member K (0-based) into MODEL_DIR, beside other member tasks
+    /// of the same run (a job array: scripts/slurm/train-array.sh).
+    #[arg(long, value_name = "K", conflicts_with_all = ["force", "finish"])]
+    member: Option<usize>,
+    /// After every --member task: score the ensemble and write metrics.json,
+    /// curves.png and provenance.json, as a whole run does.
+    #[arg(long, conflicts_with_all = ["force", "resume"])]
+    finish: bool,
+}
+
+/// `--config` file: `[model]` (DenseNet), `[mlp]` and `[training]` tables, all optional.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct TrainFile {
+    model: DenseNetConfig,
+    mlp: MlpConfig,
+    training: TrainConfig,
+}
+
+impl TrainArgs {
+    /// The library's options: the `--config` file, or without one the
+    /// library's defaults for the task and network, then the flags on top.
+    fn options(self, progress: bool) -> Result<TrainOptions> {
+        let arch = self.arch.unwrap_or(Arch::Densenet);
+        let file: TrainFile = match &self.config {
+            Some(path) => read_toml(path)?,
+            None => TrainFile::default(),
+        };
+        // A file's [training] table fills its gaps from `TrainConfig::default()`,
+        // whatever the task and network.
+        let mut t = match self.config {
+            Some(_) => file.training,
+            None => default_training(self.task.unwrap_or(Task::Regress), arch),
+        };
+        t.task = self.task.unwrap_or(t.task);
+        t.members = self.members.unwrap_or(t.members);
+        t.epochs = self.epochs.unwrap_or(t.epochs);
+        t.batch = self.batch.unwrap_or(t.batch);
+        t.lr = self.lr.unwrap_or(t.lr);
+        t.val_fraction = self.val_fraction.unwrap_or(t.val_fraction);
+        t.seed = self.seed.unwrap_or(t.seed);
+        t.loss = self.loss.unwrap_or(t.loss);
+        let model = match arch {
+            Arch::Densenet => {
+                if self.hidden.is_some() || self.dropout.is_some() {
+                    bail!("--hidden and --dropout apply to --arch mlp");
+                }
+                ModelConfig::Densenet(file.model)
+            }
+            Arch::Mlp => {
+                let mut m = file.mlp;
+                m.hidden = self.hidden.unwrap_or(m.hidden);
+                m.dropout = self.dropout.unwrap_or(m.dropout);
+                m.check()
+                    .map_err(|e| anyhow::anyhow!("invalid MLP settings: {e}"))?;
+                ModelConfig::Mlp(m)
+            }
+        };
+        t.check()
+            .map_err(|e| anyhow::anyhow!("invalid training settings: {e}"))?;
+        Ok(TrainOptions {
+            data: self.data,
+            out: self.out,
+            columns: self.columns,
+            training: t,
+            model,
+            backend: self.backend.backend,
+            resume: self.resume.resume,
+            force: self.force.force,
+            progress,
+        })
+    }
+}
+
+pub fn run(a: TrainArgs, progress: bool) -> Result<ExitCode> {
+    if let Some(config) = &a.config {
+        spectrain::outputs::check_not_over_inputs(&a.out, &[("config file", config)])?;
+    }
+    let (member, finish) = (a.member, a.finish);
+    let opts = a.options(progress)?;
+    if let Some(k) = member {
+        let m = train_member(&opts, k)?;
+        println!(
+            "train: member {:>2}: best epoch {:>4}, score {:.4} -> {}",
+            m.member,
+            m.best_epoch,
+            m.best_score,
+            opts.out.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let r = if finish {
+        finish_members(&opts)?
+    } else {
+        train(&opts)?
+    };
+    println!(
+        "train: {} members on {} training rows ({} validation) in {:.1} s -> {}",
+        r.members.len(),
+        r.train_rows,
+        r.val_rows,
+        r.seconds,
+        opts.out.display()
+    );
+    println!("  selection score: {}", r.selection_score);
+    for m in &r.members {
+        println!(
+            "  member {:>2}: best epoch {:>4}, score {:.4}",
+            m.member, m.best_epoch, m.best_score
+        );
+    }
+    println!("  ensemble on the validation split:");
+    for (label, m) in &r.ensemble.labels {
+        let f = |k: &str| m[k].as_f64().map_or("-".into(), |v| format!("{v:.4}"));
+        match r.task {
+            Task::Regress => println!(
+                "    {label:<8} MAE {}  bias {}  sigma {}  M2 {}%  r {}",
+                f("mae"),
+                f("bias"),
+                f("sigma"),
+                f("mape"),
+                f("pearson_r")
+            ),
+            Task::Classify => println!(
+                "    {label:<8} accuracy {}  contamination {}  completeness {}",
+                f("accuracy"),
+                f("contamination"),
+                f("completeness")
+            ),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -38,12 +38,44 @@ fn run_predict(model: &Path, spectra: &Path, out: &Path, extra: &[&str]) {
     assert!(status.success());
 }
 
-fn rows(path: &Path) -> Vec<Vec<String>> {
-    csv::Reader::from_path(path)
-        .unwrap()
-        .records()
-        .map(|r| r.unwrap().iter().map(str::to_string).collect())
-        .collect()
+/// A CSV catalog whose cells are read by column name, so a column added or
+/// moved does not silently change what a test looks at.
+struct Catalog {
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Catalog {
+    fn read(path: &Path) -> Self {
+        let mut r = csv::Reader::from_path(path).unwrap();
+        let header = r.headers().unwrap().iter().map(str::to_string).collect();
+        let rows = r
+            .records()
+            .map(|r| r.unwrap().iter().map(str::to_string).collect())
+            .collect();
+        Self { header, rows }
+    }
+
+    fn column(&self, name: &str) -> usize {
+        self.header
+            .iter()
+            .position(|h| h == name)
+            .unwrap_or_else(|| panic!("no column {name} in {:?}", self.header))
+    }
+
+    /// The cell of `row` in column `name`.
+    fn get<'a>(&self, row: &'a [String], name: &str) -> &'a str {
+        &row[self.column(name)]
+    }
+
+    /// The row whose `file` is `name`.
+    fn row(&self, name: &str) -> &[String] {
+        let file = self.column("file");
+        self.rows
+            .iter()
+            .find(|r| r[file] == name)
+            .unwrap_or_else(|| panic!("no row for {name}"))
+    }
 }
 
 #[test]
@@ -55,35 +87,36 @@ fn every_input_gets_one_row_and_resume_and_shards_reproduce_it() {
     run_predict(&model, &spectra, &single, &[]);
 
     let inputs = spectrain::fits::find_spectra(&spectra).unwrap();
-    let table = rows(&single);
-    assert_eq!(table.len(), inputs.len(), "one row per input file");
-    let status = |name: &str| {
-        let r = table
-            .iter()
-            .find(|r| r[0].ends_with(name))
-            .unwrap_or_else(|| panic!("{name}"));
-        (r[5].clone(), r[6].clone())
-    };
+    let table = Catalog::read(&single);
+    assert_eq!(table.rows.len(), inputs.len(), "one row per input file");
     for (name, reason) in BROKEN {
-        let (s, r) = status(name);
-        assert_eq!(s, "rejected", "{name}");
-        assert!(r.starts_with(reason), "{name}: {r}");
+        let r = table.row(&format!("broken/{name}"));
+        assert_eq!(table.get(r, "status"), "rejected", "{name}");
+        let why = table.get(r, "reason");
+        assert!(why.starts_with(reason), "{name}: {why}");
     }
     // Duplicates and symlinks are inputs too, and predict the same as the original.
-    let original = table
-        .iter()
-        .find(|r| r[0] == "dr10/spec-59670-HD160623N052445B03_sp03-206.fits.gz")
-        .unwrap();
+    let original = table.row("dr10/spec-59670-HD160623N052445B03_sp03-206.fits.gz");
     for name in ["copy-of-206.fits.gz", "link-to-206.fits.gz"] {
-        let r = table.iter().find(|r| r[0] == name).unwrap();
-        assert_eq!(r[5], "ok");
-        assert_eq!(r[7..], original[7..], "{name}");
+        let r = table.row(name);
+        assert_eq!(table.get(r, "status"), "ok");
+        for column in table.header.iter().filter(|c| *c != "file") {
+            assert_eq!(
+                table.get(r, column),
+                table.get(original, column),
+                "{name}: {column}"
+            );
+        }
     }
-    let ok: Vec<&Vec<String>> = table.iter().filter(|r| r[5] == "ok").collect();
+    let ok: Vec<&Vec<String>> = table
+        .rows
+        .iter()
+        .filter(|r| table.get(r, "status") == "ok")
+        .collect();
     assert!(ok.len() >= 15);
     for r in &ok {
-        let teff: f64 = r[7].parse().unwrap();
-        let std: f64 = r[8].parse().unwrap();
+        let teff: f64 = table.get(r, "teff").parse().unwrap();
+        let std: f64 = table.get(r, "teff_std").parse().unwrap();
         assert!(teff.is_finite() && std >= 0.0, "{r:?}");
     }
 

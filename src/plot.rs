@@ -8,6 +8,8 @@ use std::sync::Once;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
+use crate::ensemble::{Loss, Task, TrainConfig};
+
 static FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
 static REGISTER: Once = Once::new();
 
@@ -67,9 +69,29 @@ fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
 /// One member's curve: (epoch, training loss, validation loss, validation score).
 pub type Curve = Vec<(usize, f64, f64, f64)>;
 
+/// The name of the loss `training` minimises, as the curve plot's axis says it.
+pub fn loss_label(training: &TrainConfig) -> String {
+    match (training.task, training.loss) {
+        (Task::Classify, _) => "cross-entropy".into(),
+        (Task::Regress, Loss::Huber) => format!(
+            "Huber (delta {}), standardised labels",
+            training.huber_delta
+        ),
+        (Task::Regress, Loss::Mae) => "MAE, standardised labels".into(),
+        (Task::Regress, Loss::Smape) => "SMAPE, 2|p - y| / (|p| + |y|)".into(),
+    }
+}
+
 /// Training and validation loss (left) and the selection score (right) per epoch,
-/// one colour per member, the best epoch marked.
-pub fn training_curves(path: &Path, score_name: &str, members: &[Curve]) -> Result<(), PlotError> {
+/// one colour per member, the best epoch marked; the loss axis names the loss
+/// of `training`.
+pub fn training_curves(
+    path: &Path,
+    training: &TrainConfig,
+    score_name: &str,
+    members: &[Curve],
+) -> Result<(), PlotError> {
+    let loss = loss_label(training);
     render(path, (1200, 500), |root| {
         let (left, right) = root.split_horizontally(600);
         let epochs = members
@@ -95,7 +117,7 @@ pub fn training_curves(path: &Path, score_name: &str, members: &[Curve]) -> Resu
         chart
             .configure_mesh()
             .x_desc("epoch")
-            .y_desc("Huber / cross-entropy")
+            .y_desc(loss.as_str())
             .draw()
             .map_err(|e| e.to_string())?;
         for (m, curve) in members.iter().enumerate() {
@@ -359,4 +381,27 @@ pub fn input_domains(path: &Path, axes: &[String; 2], sets: &DomainSets) -> Resu
             .map_err(|e| e.to_string())?;
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loss_axis_names_the_loss_trained_on() {
+        let t = |task, loss| {
+            loss_label(&TrainConfig {
+                task,
+                loss,
+                ..TrainConfig::default()
+            })
+        };
+        assert_eq!(
+            t(Task::Regress, Loss::Huber),
+            "Huber (delta 1), standardised labels"
+        );
+        assert_eq!(t(Task::Regress, Loss::Mae), "MAE, standardised labels");
+        assert!(t(Task::Regress, Loss::Smape).starts_with("SMAPE"));
+        assert_eq!(t(Task::Classify, Loss::Mae), "cross-entropy");
+    }
 }

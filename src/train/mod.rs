@@ -887,9 +887,12 @@ pub(crate) fn score_members(
     let curves = (0..plans.len())
         .map(|m| read_curves(&run.out.join(format!("member-{m:02}.csv"))))
         .collect::<Result<Vec<_>, _>>()?;
-    if let Err(e) =
-        crate::plot::training_curves(&run.out.join("curves.png"), report.selection_score, &curves)
-    {
+    if let Err(e) = crate::plot::training_curves(
+        &run.out.join("curves.png"),
+        &run.spec.training,
+        report.selection_score,
+        &curves,
+    ) {
         // A missing picture is no reason to lose a trained model.
         tracing::warn!("{e}");
     }

@@ -78,8 +78,6 @@ pub struct PrepareSummary {
     pub kept: usize,
     pub rejected: BTreeMap<&'static str, usize>,
     pub seconds: f64,
-    pub label_rows: usize,
-    pub duplicate_label_keys: usize,
     pub rejects_path: PathBuf,
 }
 
@@ -273,8 +271,6 @@ pub fn prepare(opts: &PrepareOptions) -> Result<PrepareSummary, PrepareError> {
         kept: dataset.len(),
         rejected,
         seconds: start.elapsed().as_secs_f64(),
-        label_rows: labels.len(),
-        duplicate_label_keys: labels.duplicate_keys,
         rejects_path,
     })
 }

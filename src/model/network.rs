@@ -58,13 +58,6 @@ impl<'de> Deserialize<'de> for ModelConfig {
 }
 
 impl ModelConfig {
-    pub fn arch(&self) -> Arch {
-        match self {
-            Self::Densenet(_) => Arch::Densenet,
-            Self::Mlp(_) => Arch::Mlp,
-        }
-    }
-
     /// Outputs of the network.
     pub fn outputs(&self) -> usize {
         match self {

@@ -1,12 +1,29 @@
 //! spectrain: read LAMOST spectra, preprocess them as the published DenseNet
-//! method does, train bootstrap ensembles on them, and predict survey catalogs.
+//! method does, train bootstrap ensembles on them (or on catalog tables),
+//! and predict survey catalogs with uncertainties.
+//!
+//! The path a user takes, each step a function the `spectrain` command calls:
+//! 1. **prepare**: [`prepare::prepare`] turns FITS spectra and a label
+//!    catalog into an HDF5 [`Dataset`], [`table::prepare_table`] does the same
+//!    for numeric CSV columns; [`inspect`] shows what preprocessing does to
+//!    one file.
+//! 2. **train**: [`train::train`] (or one member at a time,
+//!    [`train::train_member`] then [`train::finish_members`]) writes a model
+//!    directory ([`model_dir`]) that [`ensemble::Ensemble::load`] reads back;
+//!    [`train::default_training`] holds the default settings.
+//! 3. **use the model**: [`predict::predict`] (spectra) and
+//!    [`table::predict::predict_table`] (tables) write catalogs, sharded runs
+//!    joined by [`predict::merge`]; [`evaluate::evaluate_model`] scores it on
+//!    a labelled dataset; [`train::finetune::finetune`] retrains it briefly on
+//!    a small new set; [`baseline::baseline`] fits tree and linear models on
+//!    the same data for comparison; [`mod@bench`] measures throughput.
 //!
 //! Data flows one way through the layers: [`fits`] (file I/O) -> [`spectrum`]
 //! -> [`preprocess`] -> [`dataset`] (HDF5, also from CSV tables via [`table`])
 //! -> [`model`] (networks and backends) -> [`train`] and [`ensemble`] (with
-//! the [`model_dir`] on disk) -> [`evaluate`], [`predict`] (catalogs, via
-//! [`catalog`]) and [`baseline`]. [`prepare`] and [`inspect`] orchestrate the
-//! first half; [`outputs`], [`lock`], [`csvio`] and [`pathtext`] are the
+//! the [`model_dir`] on disk) -> [`evaluate`] (with [`metrics`] and [`plot`]),
+//! [`predict`] (catalogs, via [`catalog`]) and [`baseline`]. [`outputs`],
+//! [`atomic`], [`lock`], [`progress`], [`csvio`] and [`pathtext`] are the
 //! rules every command follows when it reads and writes files.
 
 // `!(x > y)` is used on purpose throughout: unlike `x <= y` it is true when

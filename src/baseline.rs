@@ -25,9 +25,9 @@ use smartcore::linear::ridge_regression::{
     RidgeRegression, RidgeRegressionParameters, RidgeRegressionSolverName,
 };
 
-use crate::dataset::{Dataset, DatasetError};
+use crate::dataset::{select_targets, Dataset, DatasetError};
 use crate::ensemble::{FeatureScaler, Predictions, Task};
-use crate::evaluate::{select_targets, EvaluationReport};
+use crate::evaluate::EvaluationReport;
 use crate::train::gather;
 use crate::train::sampling::Split;
 

@@ -4,7 +4,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::dataset::targets::TargetsError;
 use crate::dataset::Dataset;
+// The label selection lives in `dataset::targets`; re-exported while
+// `train` still imports it from here.
+pub use crate::dataset::targets::{select_targets, Targets};
 use crate::ensemble::Task;
 use crate::metrics::{ClassificationMetrics, RegressionMetrics, SNR_BINS};
 
@@ -12,6 +16,8 @@ use crate::metrics::{ClassificationMetrics, RegressionMetrics, SNR_BINS};
 pub enum EvaluateError {
     #[error("{0}")]
     Config(String),
+    #[error(transparent)]
+    Targets(#[from] TargetsError),
 }
 
 /// Validation metrics, overall and in SNR bins.
@@ -19,65 +25,6 @@ pub enum EvaluateError {
 pub struct Evaluation {
     pub labels: Vec<(String, serde_json::Value)>,
     pub snr_bins: Vec<(String, Vec<(String, serde_json::Value)>)>,
-}
-
-/// Row-major labels selected from a dataset, and what they mean for training.
-pub struct Targets {
-    pub names: Vec<String>,
-    /// `[N, L]` label values.
-    pub values: Vec<f32>,
-    pub task: Task,
-    pub classes: usize,
-}
-
-pub fn select_targets(
-    data: &Dataset,
-    columns: Option<&[String]>,
-    task: Task,
-) -> Result<Targets, EvaluateError> {
-    let names: Vec<String> = match columns {
-        Some(c) => c.to_vec(),
-        None => data.label_names.clone(),
-    };
-    let idx = names
-        .iter()
-        .map(|n| {
-            data.label_names.iter().position(|l| l == n).ok_or_else(|| {
-                EvaluateError::Config(format!(
-                    "the dataset has no label '{n}' (it has: {})",
-                    data.label_names.join(",")
-                ))
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    if idx.is_empty() {
-        return Err(EvaluateError::Config("no label columns selected".into()));
-    }
-    let values: Vec<f32> = (0..data.len())
-        .flat_map(|i| idx.iter().map(move |&j| data.label_row(i)[j]))
-        .collect();
-    let classes = match task {
-        Task::Regress => 0,
-        Task::Classify => {
-            if names.len() != 1 {
-                return Err(EvaluateError::Config(
-                    "classification takes exactly one integer label column".into(),
-                ));
-            }
-            if let Some(v) = values.iter().find(|v| !(v.fract() == 0.0 && **v >= 0.0)) {
-                return Err(EvaluateError::Config(format!(
-                    "classification labels must be integers 0, 1, ...; found {v}"
-                )));
-            }
-            (values.iter().fold(0f32, |m, v| m.max(*v)) as usize + 1).max(2)
-        }
-    };
-    Ok(Targets {
-        names,
-        values,
-        task,
-        classes,
-    })
 }
 
 /// Predicted and true values of label `j` over `rows` (`pred` is `[rows, l]`).
@@ -257,7 +204,8 @@ pub fn evaluate_model(opts: &EvaluateOptions) -> Result<EvaluationReport, Evalua
         });
     }
     let spec = &ensemble.spec;
-    let targets = select_targets(&data, Some(&spec.label_names), spec.task)?;
+    let targets =
+        select_targets(&data, Some(&spec.label_names), spec.task).map_err(EvaluateError::from)?;
     let rows: Vec<usize> = (0..data.len()).collect();
     let preds = ensemble.predict(&data.inputs, opts.batch);
     Ok(write_report(

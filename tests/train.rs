@@ -296,3 +296,57 @@ fn evaluate_scores_the_ensemble_mean_and_refuses_other_recipes() {
     .unwrap_err();
     assert!(err.to_string().contains("different recipe"), "{err}");
 }
+
+/// Label selection (`spectrain::dataset::select_targets`) on the real dr10
+/// dataset: columns in the order asked, and each refusal says why.
+#[test]
+fn targets_are_selected_by_name_and_refused_with_the_reason() {
+    use spectrain::dataset::{select_targets, TargetsError};
+    let tmp = tempfile::tempdir().unwrap();
+    let data = Dataset::read(&real_dataset(tmp.path())).unwrap();
+    let cols = ["feh".to_string(), "teff".to_string()];
+    let t = select_targets(&data, Some(&cols), Task::Regress).unwrap();
+    assert_eq!((t.names.as_slice(), t.classes), (&cols[..], 0));
+    assert_eq!(t.values.len(), 2 * data.len());
+    for i in 0..data.len() {
+        assert_eq!(t.values[2 * i], data.label_row(i)[2]);
+        assert_eq!(t.values[2 * i + 1], data.label_row(i)[0]);
+    }
+    let err = |columns: &[&str], task| {
+        let columns: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
+        match select_targets(&data, Some(&columns), task) {
+            Err(e) => e,
+            Ok(_) => panic!("{columns:?} accepted"),
+        }
+    };
+    let e = err(&["mass"], Task::Regress);
+    assert!(matches!(e, TargetsError::NoSuchLabel { .. }), "{e}");
+    assert_eq!(
+        e.to_string(),
+        "the dataset has no label 'mass' (it has: teff,logg,feh)"
+    );
+    assert!(matches!(
+        err(&[], Task::Regress),
+        TargetsError::NoneSelected
+    ));
+    let e = err(&["teff", "logg"], Task::Classify);
+    assert!(matches!(e, TargetsError::ClassifyNeedsOneColumn), "{e}");
+    // Real Teff values are not class numbers.
+    let e = err(&["teff"], Task::Classify);
+    assert!(matches!(e, TargetsError::NotAClass(v) if v > 3000.0), "{e}");
+    // The command line says the same, as a one-line error.
+    let o = spectrain()
+        .args(["-q", "train", "--backend", "cpu", "--columns", "mass"])
+        .arg("--data")
+        .arg(tmp.path().join("data.h5"))
+        .arg("--out")
+        .arg(tmp.path().join("m"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("the dataset has no label 'mass' (it has: teff,logg,feh)"),
+        "{stderr}"
+    );
+}

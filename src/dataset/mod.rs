@@ -15,6 +15,7 @@
 //! `dec`/`z`, and the row's id in both `ids` and `files`.
 
 pub mod labels;
+pub mod targets;
 
 use std::path::{Path, PathBuf};
 
@@ -24,6 +25,7 @@ use crate::atomic::write_atomically;
 use crate::preprocess::PreprocessConfig;
 
 pub use labels::{JoinKey, LabelError, LabelLookup, LabelTable};
+pub use targets::{select_targets, Targets, TargetsError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DatasetError {

@@ -35,9 +35,8 @@ use super::{
     gather, label_ranges, open_model_dir, score_members, write_json, Keep, MemberPlan, Provenance,
     Run, Schedule, TrainError, TrainReport,
 };
-use crate::dataset::Dataset;
+use crate::dataset::{select_targets, Dataset, Targets};
 use crate::ensemble::{Ensemble, EnsembleSpec, InputEnvelope, Predictions, Task};
-use crate::evaluate::{select_targets, Targets};
 use crate::metrics::{log10_tension, RegressionMetrics};
 use crate::model::{BackendChoice, Network};
 

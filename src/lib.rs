@@ -3,10 +3,10 @@
 //! and predict survey catalogs with uncertainties.
 //!
 //! The path a user takes, each step a function the `spectrain` command calls:
-//! 1. **prepare**: [`prepare::prepare`] turns FITS spectra and a label
-//!    catalog into an HDF5 [`Dataset`], [`table::prepare_table`] does the same
-//!    for numeric CSV columns; [`inspect`] shows what preprocessing does to
-//!    one file.
+//! 1. **prepare**: [`prepare::prepare`] turns FITS spectra (each through
+//!    [`ingest`], as `predict` reads them) and a label catalog into an HDF5
+//!    [`Dataset`], [`table::prepare_table`] does the same for numeric CSV
+//!    columns; [`inspect`] shows what preprocessing does to one file.
 //! 2. **train**: [`train::train`] (or one member at a time,
 //!    [`train::train_member`] then [`train::finish_members`]) writes a model
 //!    directory ([`model_dir`]) that [`ensemble::Ensemble::load`] reads back;
@@ -19,7 +19,7 @@
 //!    the same data for comparison; [`mod@bench`] measures throughput.
 //!
 //! Data flows one way through the layers: [`fits`] (file I/O) -> [`spectrum`]
-//! -> [`preprocess`] -> [`dataset`] (HDF5, also from CSV tables via [`table`])
+//! -> [`preprocess`] (one file through both: [`ingest`]) -> [`dataset`] (HDF5, also from CSV tables via [`table`])
 //! -> [`model`] (networks and backends) -> [`train`] and [`ensemble`] (with
 //! the [`model_dir`] on disk) -> [`evaluate`] (with [`metrics`] and [`plot`]),
 //! [`predict`] (catalogs, via [`catalog`]) and [`baseline`]. [`outputs`],
@@ -39,6 +39,7 @@ pub mod dataset;
 pub mod ensemble;
 pub mod evaluate;
 pub mod fits;
+pub mod ingest;
 pub mod inspect;
 pub mod lock;
 pub mod metrics;

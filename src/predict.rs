@@ -17,8 +17,8 @@ use crate::catalog::{csv_to_fits, CatalogError};
 use crate::csvio::fmt_float;
 use crate::ensemble::{Ensemble, EnsembleError, Task};
 use crate::fits::find_spectra;
+use crate::ingest::{process_file, FileOutcome};
 use crate::model::BackendChoice;
-use crate::prepare::{process_file, FileOutcome};
 use crate::preprocess::{ConfigError, Preprocessor};
 
 /// Files read and preprocessed together before inference.

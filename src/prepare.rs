@@ -11,9 +11,9 @@ use rayon::prelude::*;
 
 use crate::atomic::write_atomically;
 use crate::dataset::{Dataset, DatasetError, JoinKey, LabelError, LabelLookup, LabelTable, Sample};
-use crate::fits::{find_spectra, read_spectrum};
+use crate::fits::find_spectra;
+use crate::ingest::{process_file, FileOutcome};
 use crate::preprocess::{ConfigError, PreprocessConfig, Preprocessor};
-use crate::spectrum::Spectrum;
 
 #[derive(Debug, Clone)]
 pub struct PrepareOptions {
@@ -94,55 +94,6 @@ pub fn rejects_path(out: &Path) -> PathBuf {
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "dataset".into());
     out.with_file_name(format!("{stem}.rejects.csv"))
-}
-
-/// The outcome of reading and preprocessing one file, independent of labels.
-pub enum FileOutcome {
-    Kept {
-        spectrum: Box<Spectrum>,
-        input: Vec<f32>,
-    },
-    Rejected {
-        reason: &'static str,
-        detail: String,
-        /// Header metadata when the file could be read.
-        meta: Option<Box<crate::spectrum::SpectrumMeta>>,
-    },
-}
-
-/// Reads and preprocesses one file. Never panics: a panic inside a FITS library
-/// becomes a rejection, so one strange file cannot stop a survey-sized run.
-pub fn process_file(path: &Path, pre: &Preprocessor) -> FileOutcome {
-    let work = || match read_spectrum(path) {
-        Err(e) => FileOutcome::Rejected {
-            reason: e.code(),
-            detail: e.to_string(),
-            meta: None,
-        },
-        Ok(spectrum) => match pre.run(&spectrum) {
-            Ok(input) => FileOutcome::Kept {
-                spectrum: Box::new(spectrum),
-                input,
-            },
-            Err(r) => FileOutcome::Rejected {
-                reason: r.code(),
-                detail: format!("{}: {r}", path.display()),
-                meta: Some(Box::new(spectrum.meta)),
-            },
-        },
-    };
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or_else(|panic| {
-        let msg = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".into());
-        FileOutcome::Rejected {
-            reason: "unreadable",
-            detail: format!("{}: reader failed: {msg}", path.display()),
-            meta: None,
-        }
-    })
 }
 
 pub fn prepare(opts: &PrepareOptions) -> Result<PrepareSummary, PrepareError> {

@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use spectrain::dataset::JoinKey;
-use spectrain::ensemble::{Loss, Task, TrainConfig};
+use spectrain::ensemble::{Loss, LrSchedule, Task, TrainConfig};
 use spectrain::inspect::inspect;
 use spectrain::model::{Arch, BackendChoice, DenseNetConfig, MlpConfig, ModelConfig};
 use spectrain::prepare::{prepare, PrepareOptions};
@@ -27,6 +27,14 @@ fn positive(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
         _ => Err(format!("expected a positive number, got '{s}'")),
+    }
+}
+
+/// Zero or a positive, finite number.
+fn non_negative(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("expected zero or a positive number, got '{s}'")),
     }
 }
 
@@ -81,6 +89,8 @@ enum Command {
     Evaluate(EvaluateArgs),
     /// Fit a random forest, boosted trees or ridge regression on a dataset, scored like evaluate.
     Baseline(BaselineArgs),
+    /// K-fold cross-validation of a training recipe, the tree baselines scored on the same folds.
+    Cv(CvArgs),
     /// Predict labels for every FITS file under a directory, or every row of a CSV table.
     Predict(PredictArgs),
     /// Join shard catalogs of `predict --shard` into one, reporting missing and duplicated files.
@@ -313,6 +323,15 @@ struct TrainArgs {
     /// Adam learning rate [default: 1.5e-4 regression, 5e-4 classification].
     #[arg(long, value_parser = positive)]
     lr: Option<f64>,
+    /// Learning-rate schedule: constant, or warm-up then cosine decay [default: constant].
+    #[arg(long, value_enum)]
+    lr_schedule: Option<LrSchedule>,
+    /// Epochs of linear learning-rate warm-up (cosine schedule) [default: 0].
+    #[arg(long)]
+    warmup_epochs: Option<usize>,
+    /// Decoupled weight decay (AdamW; 0 = Adam) [default: 0].
+    #[arg(long, value_parser = non_negative)]
+    weight_decay: Option<f64>,
     /// Validation fraction of the fixed-seed split [default: 0.2].
     #[arg(long, value_parser = fraction)]
     val_fraction: Option<f64>,
@@ -338,6 +357,28 @@ struct TrainArgs {
     /// curves.png and provenance.json, as a whole run does.
     #[arg(long, conflicts_with_all = ["force", "resume"])]
     finish: bool,
+}
+
+#[derive(Args)]
+struct CvArgs {
+    /// The recipe, as for `train`; --out is the cross-validation directory.
+    #[command(flatten)]
+    train: TrainArgs,
+    /// Number of folds.
+    #[arg(long, default_value_t = 5, value_parser = at_least::<2>())]
+    folds: usize,
+    /// Seed of the fold assignment (kept apart from --seed so recipes share folds).
+    #[arg(long, default_value_t = 2026)]
+    fold_seed: u64,
+    /// Baselines fitted on the same folds (comma-separated; "none" for none).
+    #[arg(long, value_delimiter = ',', default_value = "rf,gbdt")]
+    baselines: Vec<String>,
+    /// Random forest size.
+    #[arg(long, default_value_t = 200, value_parser = at_least::<1>())]
+    trees: usize,
+    /// Boosting rounds.
+    #[arg(long, default_value_t = 300, value_parser = at_least::<1>())]
+    rounds: usize,
 }
 
 #[derive(Args)]
@@ -390,6 +431,9 @@ impl TrainArgs {
         t.epochs = self.epochs.unwrap_or(t.epochs);
         t.batch = self.batch.unwrap_or(t.batch);
         t.lr = self.lr.unwrap_or(t.lr);
+        t.lr_schedule = self.lr_schedule.unwrap_or(t.lr_schedule);
+        t.warmup_epochs = self.warmup_epochs.unwrap_or(t.warmup_epochs);
+        t.weight_decay = self.weight_decay.unwrap_or(t.weight_decay);
         t.val_fraction = self.val_fraction.unwrap_or(t.val_fraction);
         t.seed = self.seed.unwrap_or(t.seed);
         let arch = self.arch.unwrap_or(Arch::Densenet);
@@ -759,6 +803,45 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     ),
                 }
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Cv(a) => {
+            if a.train.member.is_some() || a.train.finish || a.train.force {
+                bail!("--member, --finish and --force do not apply to cv");
+            }
+            let baselines = a
+                .baselines
+                .iter()
+                .filter(|b| b.as_str() != "none")
+                .map(|b| {
+                    spectrain::baseline::Method::from_str(b, true)
+                        .map_err(|e| anyhow::anyhow!("--baselines: {e}"))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let resume = a.train.resume;
+            let opts = spectrain::cv::CvOptions {
+                data: a.train.data.clone(),
+                out: a.train.out.clone(),
+                folds: a.folds,
+                fold_seed: a.fold_seed,
+                train: a.train.options(progress)?,
+                baselines,
+                budget: spectrain::baseline::Budget {
+                    trees: a.trees,
+                    rounds: a.rounds,
+                    seed: 42,
+                },
+                resume,
+            };
+            let r = spectrain::cv::cv(&opts)?;
+            print!("{}", r.markdown());
+            println!(
+                "\ncv: {} rows, {} folds in {:.1} s; written: {}/cv.md, cv.json, oof.csv",
+                r.rows,
+                r.folds,
+                r.seconds,
+                opts.out.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Baseline(a) => {

@@ -25,6 +25,7 @@ use smartcore::linear::ridge_regression::{
     RidgeRegression, RidgeRegressionParameters, RidgeRegressionSolverName,
 };
 
+use crate::dataset::Targets;
 use crate::dataset::{select_targets, Dataset, DatasetError};
 use crate::ensemble::{FeatureScaler, Predictions, Task};
 use crate::evaluate::EvaluationReport;
@@ -370,6 +371,80 @@ fn fit_ridge_labels(
         .collect()
 }
 
+/// Sizes and seed of the tree and ridge fits.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    /// Random forest size.
+    pub trees: usize,
+    /// Boosting rounds.
+    pub rounds: usize,
+    pub seed: u64,
+}
+
+/// Fits `method` per label on model-ready inputs `x_train` (the dataset rows
+/// `train_rows`, labels from `targets`) and predicts `x_test` (`n_test` rows
+/// of `f` inputs): row-major `[n_test, L]` predictions, and ridge's alpha per
+/// label (empty for trees). `baseline` and `cv` both fit through here.
+#[allow(clippy::too_many_arguments)]
+pub fn fit_predict(
+    method: Method,
+    targets: &Targets,
+    train_rows: &[usize],
+    x_train: &[f32],
+    x_test: &[f32],
+    n_test: usize,
+    f: usize,
+    budget: &Budget,
+) -> Result<(Vec<f32>, Vec<f64>), BaselineError> {
+    let l = targets.names.len();
+    let n_train = train_rows.len();
+    let mut pred = vec![0f32; n_test * l];
+    let ys: Vec<Vec<f32>> = (0..l)
+        .map(|j| {
+            train_rows
+                .iter()
+                .map(|&r| targets.values[r * l + j])
+                .collect()
+        })
+        .collect();
+    // Ridge shares its matrix work across labels.
+    let ridges = match method {
+        Method::Linear => {
+            fit_ridge_labels(x_train, f, &ys, budget.seed).map_err(|reason| BaselineError::Fit {
+                method,
+                label: targets.names.join(","),
+                reason,
+            })?
+        }
+        _ => Vec::new(),
+    };
+    let alphas: Vec<f64> = ridges.iter().map(|(_, a)| *a).collect();
+    let mut ridges = ridges.into_iter().map(|(r, _)| r);
+    for (j, name) in targets.names.iter().enumerate() {
+        let y = &ys[j];
+        let fit_err = |reason: String| BaselineError::Fit {
+            method,
+            label: name.clone(),
+            reason,
+        };
+        tracing::info!(
+            "{:?}: fitting {name} on {n_train} rows x {f} inputs",
+            method
+        );
+        let model = match method {
+            Method::Rf => fit_forest(x_train, n_train, f, y, budget.trees, budget.seed),
+            Method::Gbdt => fit_boosted(x_train, n_train, f, y, budget.rounds, budget.seed),
+            Method::Linear => Ok(Fitted::Linear(ridges.next().expect("one ridge per label"))),
+        }
+        .map_err(fit_err)?;
+        let p = model.predict(x_test, n_test, f).map_err(fit_err)?;
+        for (i, v) in p.into_iter().enumerate() {
+            pred[i * l + j] = v;
+        }
+    }
+    Ok((pred, alphas))
+}
+
 /// What was fitted, in `baseline.json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct BaselineInfo {
@@ -453,53 +528,22 @@ pub fn baseline(opts: &BaselineOptions) -> Result<(EvaluationReport, BaselineInf
         ),
     };
     let x_test = prepare(&gather(&scored.inputs, f, &scored_rows));
-    let l = targets.names.len();
     let (n_train, n_test) = (split.train.len(), scored_rows.len());
-    let mut pred = vec![0f32; n_test * l];
-    let ys: Vec<Vec<f32>> = (0..l)
-        .map(|j| {
-            split
-                .train
-                .iter()
-                .map(|&r| targets.values[r * l + j])
-                .collect()
-        })
-        .collect();
-    // Ridge shares its matrix work across labels.
-    let ridges = match opts.method {
-        Method::Linear => {
-            fit_ridge_labels(&x_train, f, &ys, opts.seed).map_err(|reason| BaselineError::Fit {
-                method: opts.method,
-                label: targets.names.join(","),
-                reason,
-            })?
-        }
-        _ => Vec::new(),
-    };
-    let alphas: Vec<f64> = ridges.iter().map(|(_, a)| *a).collect();
-    let mut ridges = ridges.into_iter().map(|(r, _)| r);
-    for (j, name) in targets.names.iter().enumerate() {
-        let y = &ys[j];
-        let fit_err = |reason: String| BaselineError::Fit {
-            method: opts.method,
-            label: name.clone(),
-            reason,
-        };
-        tracing::info!(
-            "{:?}: fitting {name} on {n_train} rows x {f} inputs",
-            opts.method
-        );
-        let model = match opts.method {
-            Method::Rf => fit_forest(&x_train, n_train, f, y, opts.trees, opts.seed),
-            Method::Gbdt => fit_boosted(&x_train, n_train, f, y, opts.rounds, opts.seed),
-            Method::Linear => Ok(Fitted::Linear(ridges.next().expect("one ridge per label"))),
-        }
-        .map_err(fit_err)?;
-        let p = model.predict(&x_test, n_test, f).map_err(fit_err)?;
-        for (i, v) in p.into_iter().enumerate() {
-            pred[i * l + j] = v;
-        }
-    }
+    let (pred, alphas) = fit_predict(
+        opts.method,
+        &targets,
+        &split.train,
+        &x_train,
+        &x_test,
+        n_test,
+        f,
+        &Budget {
+            trees: opts.trees,
+            rounds: opts.rounds,
+            seed: opts.seed,
+        },
+    )?;
+    let l = targets.names.len();
     let preds = Predictions {
         outputs: l,
         members: vec![pred],
@@ -521,6 +565,7 @@ pub fn baseline(opts: &BaselineOptions) -> Result<(EvaluationReport, BaselineInf
         &scored_rows,
         &test_targets,
         &preds,
+        None,
     )?;
     let info = BaselineInfo {
         method: opts.method,

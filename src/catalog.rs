@@ -11,6 +11,7 @@ use crate::atomic::write_atomically;
 pub fn unit_of(column: &str) -> &'static str {
     let base = column
         .trim_end_matches("_std")
+        .trim_end_matches("_spread")
         .split("_m")
         .next()
         .unwrap_or(column);
@@ -158,6 +159,7 @@ mod tests {
     fn units_follow_label_names() {
         assert_eq!(unit_of("teff"), "K");
         assert_eq!(unit_of("teff_std"), "K");
+        assert_eq!(unit_of("feh_spread"), "dex");
         assert_eq!(unit_of("logg_m03"), "dex");
         assert_eq!(unit_of("age"), "Gyr");
         assert_eq!(unit_of("snrg"), "");

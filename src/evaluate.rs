@@ -144,6 +144,59 @@ pub struct EvaluationReport {
     pub mean_member_std: Vec<f64>,
     /// Mean member MAE per label (regression): what a single network achieves.
     pub mean_member_mae: Vec<f64>,
+    /// How often the reported uncertainties cover the errors, per label (regression).
+    pub coverage: Vec<Coverage>,
+}
+
+/// Fractions of a label's errors within 1 and 2 of the reported sigma (the
+/// calibrated one where the model has a calibration) and of the raw member
+/// spread. A Gaussian gives 0.683 and 0.954.
+#[derive(Debug, Clone, Serialize)]
+pub struct Coverage {
+    pub label: String,
+    /// Whether the reported sigma is calibrated (`calibration.json`) or the raw spread.
+    pub calibrated: bool,
+    pub sigma_1: f64,
+    pub sigma_2: f64,
+    /// Mean reported sigma, in label units.
+    pub mean_sigma: f64,
+    pub spread_1: f64,
+    pub spread_2: f64,
+}
+
+impl Coverage {
+    /// Coverage of label `j` of `preds` over rows whose truth is row-major `[n, L]` in `truth`.
+    pub fn compute(
+        label: &str,
+        j: usize,
+        l: usize,
+        truth: &[f64],
+        preds: &crate::ensemble::Predictions,
+        calibration: Option<&crate::ensemble::Calibration>,
+    ) -> Self {
+        let n = preds.len();
+        let keep: Vec<usize> = (0..n).filter(|&i| truth[i * l + j].is_finite()).collect();
+        let err: Vec<f64> = keep
+            .iter()
+            .map(|&i| (preds.mean(i, j) - truth[i * l + j]).abs())
+            .collect();
+        let sigma: Vec<f64> = keep
+            .iter()
+            .map(|&i| preds.sigma(calibration, i, j))
+            .collect();
+        let spread: Vec<f64> = keep.iter().map(|&i| preds.std(i, j)).collect();
+        let [sigma_1, sigma_2] = crate::ensemble::calibration::coverage(&err, &sigma);
+        let [spread_1, spread_2] = crate::ensemble::calibration::coverage(&err, &spread);
+        Self {
+            label: label.to_string(),
+            calibrated: calibration.is_some(),
+            sigma_1,
+            sigma_2,
+            mean_sigma: sigma.iter().sum::<f64>() / sigma.len().max(1) as f64,
+            spread_1,
+            spread_2,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -216,11 +269,15 @@ pub fn evaluate_model(opts: &EvaluateOptions) -> Result<EvaluationReport, Evalua
         &rows,
         &targets,
         &preds,
+        ensemble.calibration.as_ref(),
     )?)
 }
 
 /// Scores `preds` (one per row of `rows`) against `targets` and writes
 /// `report.json`, `report.md` and, for regression, the plots into `out`.
+/// `calibration` turns member spreads into the reported sigma (see
+/// [`crate::ensemble::Calibration`]).
+#[allow(clippy::too_many_arguments)]
 pub fn write_report(
     out: &std::path::Path,
     model: String,
@@ -229,6 +286,7 @@ pub fn write_report(
     rows: &[usize],
     targets: &Targets,
     preds: &crate::ensemble::Predictions,
+    calibration: Option<&crate::ensemble::Calibration>,
 ) -> std::io::Result<EvaluationReport> {
     let outputs = preds.outputs;
     let members: Vec<Evaluation> = preds
@@ -259,6 +317,20 @@ pub fn write_report(
     } else {
         Vec::new()
     };
+    let coverage = if regress {
+        let truth: Vec<f64> = rows
+            .iter()
+            .flat_map(|&r| (0..l).map(move |j| targets.values[r * l + j] as f64))
+            .collect();
+        targets
+            .names
+            .iter()
+            .enumerate()
+            .map(|(j, name)| Coverage::compute(name, j, l, &truth, preds, calibration))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let report = EvaluationReport {
         model,
         data: data_name,
@@ -269,6 +341,7 @@ pub fn write_report(
         members,
         mean_member_std,
         mean_member_mae,
+        coverage,
     };
     std::fs::create_dir_all(out)?;
     crate::atomic::write_atomically(&out.join("report.json"), |tmp| {
@@ -278,7 +351,7 @@ pub fn write_report(
         std::fs::write(tmp, report.markdown())
     })?;
     if regress {
-        draw_plots(out, targets, data, rows, preds);
+        draw_plots(out, targets, data, rows, preds, calibration);
     }
     Ok(report)
 }
@@ -306,6 +379,25 @@ impl EvaluationReport {
                         cell(m, "mape"),
                         cell(m, "pearson_r"),
                         self.mean_member_std[j]
+                    ));
+                }
+                s.push_str(
+                    "\n## Uncertainties\n\nFraction of errors within 1 and 2 of the reported sigma (a Gaussian: 0.683, 0.954) and of the raw member spread.\n\n| label | reported sigma | within 1 sigma | within 2 sigma | within 1 spread | within 2 spreads | mean sigma |\n|---|---|---|---|---|---|---|\n",
+                );
+                for c in &self.coverage {
+                    s.push_str(&format!(
+                        "| {} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.4} |\n",
+                        c.label,
+                        if c.calibrated {
+                            "calibrated"
+                        } else {
+                            "member spread"
+                        },
+                        c.sigma_1,
+                        c.sigma_2,
+                        c.spread_1,
+                        c.spread_2,
+                        c.mean_sigma
                     ));
                 }
                 s.push_str("\n## Ensemble MAE by SNR(g)\n\n| SNR | n | ");
@@ -350,6 +442,7 @@ fn draw_plots(
     data: &Dataset,
     rows: &[usize],
     preds: &crate::ensemble::Predictions,
+    calibration: Option<&crate::ensemble::Calibration>,
 ) {
     let l = targets.names.len();
     let snrg: Vec<f64> = rows.iter().map(|&r| data.snrg[r]).collect();
@@ -393,6 +486,15 @@ fn draw_plots(
                 name,
                 &snrg,
                 &residual.iter().map(|r| r.abs()).collect::<Vec<_>>(),
+            ),
+            crate::plot::calibration(
+                &out.join(format!("calibration_{name}.png")),
+                name,
+                &residual.iter().map(|r| r.abs()).collect::<Vec<_>>(),
+                &(0..rows.len())
+                    .map(|i| preds.sigma(calibration, i, j))
+                    .collect::<Vec<_>>(),
+                &std,
             ),
         ];
         for r in results {

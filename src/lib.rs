@@ -35,6 +35,7 @@ pub mod baseline;
 pub mod bench;
 pub mod catalog;
 pub mod csvio;
+pub mod cv;
 pub mod dataset;
 pub mod ensemble;
 pub mod evaluate;

@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! spec.json            network, training, preprocessing, labels, scaling, domain
+//! calibration.json     per-label uncertainty model fitted on the validation split
 //! member-NN.bpk        weights of member NN
 //! member-NN.sha256     their SHA-256, `sha256sum -c` format, checked at every load
 //! member-NN.csv        training curves;  member-NN.json  best epoch and metrics
@@ -42,6 +43,10 @@ impl ModelDir {
 
     pub fn spec(&self) -> PathBuf {
         self.root.join("spec.json")
+    }
+    /// The fitted uncertainty model (regression), written when training finishes.
+    pub fn calibration(&self) -> PathBuf {
+        self.root.join("calibration.json")
     }
     pub fn metrics(&self) -> PathBuf {
         self.root.join("metrics.json")
@@ -84,8 +89,9 @@ impl ModelDir {
 
     /// Whether a directory entry is one spectrain writes in a model directory.
     pub fn is_own_entry(name: &str) -> bool {
-        const FILES: [&str; 8] = [
+        const FILES: [&str; 9] = [
             "spec.json",
+            "calibration.json",
             "metrics.json",
             "provenance.json",
             "curves.png",
@@ -156,6 +162,7 @@ mod tests {
     fn own_entries_are_recognised_and_nothing_else() {
         for own in [
             "spec.json",
+            "calibration.json",
             "member-00.bpk",
             "member-12.sha256",
             "member-03.work",

@@ -383,6 +383,91 @@ pub fn input_domains(path: &Path, axes: &[String; 2], sets: &DomainSets) -> Resu
     })
 }
 
+/// A named, coloured line of points.
+type Line<'a> = (&'a str, RGBColor, Vec<(f64, f64)>);
+
+/// Calibration of one label's uncertainties: the fraction of errors within
+/// `k` sigma against `k`, for the reported sigma and the raw member spread,
+/// beside what a Gaussian gives. A calibrated model follows the Gaussian curve.
+pub fn calibration(
+    path: &Path,
+    label: &str,
+    abs_error: &[f64],
+    sigma: &[f64],
+    spread: &[f64],
+) -> Result<(), PlotError> {
+    let ks: Vec<f64> = (0..=60).map(|i| i as f64 * 0.05).collect();
+    let within = |s: &[f64], k: f64| {
+        abs_error
+            .iter()
+            .zip(s)
+            .filter(|(e, s)| **e <= k * **s)
+            .count() as f64
+            / abs_error.len().max(1) as f64
+    };
+    // P(|z| <= k) for a standard normal, by erf's series (|k| <= 3 here).
+    let gauss = |k: f64| {
+        let x = k / std::f64::consts::SQRT_2;
+        let (mut term, mut sum, mut n) = (x, x, 0.0);
+        while term.abs() > 1e-12 {
+            n += 1.0;
+            term *= -x * x / n;
+            sum += term / (2.0 * n + 1.0);
+        }
+        (2.0 / std::f64::consts::PI.sqrt() * sum).clamp(0.0, 1.0)
+    };
+    render(path, (600, 500), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(
+                format!("{label}: errors within k sigma"),
+                ("sans-serif", 18),
+            )
+            .margin(10)
+            .x_label_area_size(35)
+            .y_label_area_size(50)
+            .build_cartesian_2d(0.0..3.0, 0.0..1.0)
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc("k")
+            .y_desc("fraction of |error| <= k sigma")
+            .draw()
+            .map_err(|e| e.to_string())?;
+        let curves: [Line; 3] = [
+            (
+                "Gaussian",
+                BLACK,
+                ks.iter().map(|&k| (k, gauss(k))).collect(),
+            ),
+            (
+                "reported sigma",
+                RED,
+                ks.iter().map(|&k| (k, within(sigma, k))).collect(),
+            ),
+            (
+                "member spread",
+                BLUE,
+                ks.iter().map(|&k| (k, within(spread, k))).collect(),
+            ),
+        ];
+        for (name, colour, points) in curves {
+            chart
+                .draw_series(LineSeries::new(points, colour.stroke_width(2)))
+                .map_err(|e| e.to_string())?
+                .label(name)
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], colour));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -127,6 +127,9 @@ pub struct CatalogIdentity {
     pub model: String,
     pub model_spec_sha256: String,
     pub weights_sha256: Vec<String>,
+    /// SHA-256 of `calibration.json`, which turns spreads into `_std`; absent without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration_sha256: Option<String>,
     /// The spectra directory, absolute.
     pub spectra: String,
     /// `[k, n]` for `--shard k/n`.
@@ -147,6 +150,9 @@ impl CatalogIdentity {
         }
         if self.weights_sha256 != other.weights_sha256 {
             d.push("member weights (SHA-256) differ".to_string());
+        }
+        if self.calibration_sha256 != other.calibration_sha256 {
+            d.push("the model's calibration.json differs".to_string());
         }
         if self.spectra != other.spectra {
             d.push(format!(
@@ -193,8 +199,10 @@ pub fn identity_path(catalog: &Path) -> PathBuf {
     with_suffix(catalog, ".json")
 }
 
-/// The prediction columns of a catalog: `<label>, <label>_std` per label, or
-/// `class` then `p_<class>, p_<class>_std` per class.
+/// The prediction columns of a catalog: `<label>, <label>_std, <label>_spread`
+/// per label (the reported 1-sigma uncertainty, calibrated where the model has
+/// `calibration.json`, and the raw member spread), or `class` then
+/// `p_<class>, p_<class>_std` per class.
 pub fn prediction_columns(spec: &crate::ensemble::EnsembleSpec) -> Vec<String> {
     let mut c = Vec::new();
     match spec.task {
@@ -202,6 +210,7 @@ pub fn prediction_columns(spec: &crate::ensemble::EnsembleSpec) -> Vec<String> {
             for l in &spec.label_names {
                 c.push(l.clone());
                 c.push(format!("{l}_std"));
+                c.push(format!("{l}_spread"));
             }
         }
         Task::Classify => {
@@ -219,6 +228,7 @@ pub fn prediction_columns(spec: &crate::ensemble::EnsembleSpec) -> Vec<String> {
 /// label lies outside the training label range.
 pub fn prediction_cells(
     spec: &crate::ensemble::EnsembleSpec,
+    calibration: Option<&crate::ensemble::Calibration>,
     preds: &crate::ensemble::Predictions,
     i: usize,
 ) -> (Vec<String>, bool) {
@@ -230,6 +240,7 @@ pub fn prediction_cells(
                 let mean = preds.mean(i, j);
                 out_of_range |= mean < range[0] || mean > range[1];
                 row.push(fmt_float(mean));
+                row.push(fmt_float(preds.sigma(calibration, i, j)));
                 row.push(fmt_float(preds.std(i, j)));
             }
         }
@@ -375,6 +386,10 @@ fn identity_of(
         model: opts.model.display().to_string(),
         model_spec_sha256: crate::model_dir::sha256_file(&files.spec())?,
         weights_sha256: weights,
+        calibration_sha256: match files.calibration() {
+            path if path.exists() => Some(crate::model_dir::sha256_file(&path)?),
+            _ => None,
+        },
         spectra: crate::pathtext::path_text(&crate::outputs::resolve(&opts.spectra)),
         shard: opts.shard.map(|(k, n)| [k, n]),
         columns: header.to_vec(),
@@ -653,7 +668,7 @@ fn kept_row(
     row.extend(identity(Some(m)));
     row.extend(["ok".to_string(), String::new()]);
     let outputs = preds.outputs;
-    let (cells, out_of_range) = prediction_cells(spec, preds, i);
+    let (cells, out_of_range) = prediction_cells(spec, ensemble.calibration.as_ref(), preds, i);
     row.extend(cells);
     let low_snr = match (spec.domain.snrg_range, m.snrg) {
         (Some([lo, _]), Some(s)) => s < lo,

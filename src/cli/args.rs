@@ -23,6 +23,14 @@ pub fn positive(s: &str) -> Result<f64, String> {
     }
 }
 
+/// Zero or a positive, finite number.
+pub fn non_negative(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("expected zero or a positive number, got '{s}'")),
+    }
+}
+
 /// A number strictly between 0 and 1.
 pub fn fraction(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {

@@ -20,6 +20,7 @@
 mod args;
 mod baseline;
 mod bench;
+mod cv;
 mod evaluate;
 mod finetune;
 mod inspect;
@@ -69,6 +70,8 @@ pub enum Command {
     Evaluate(evaluate::EvaluateArgs),
     /// Fit a random forest, boosted trees or ridge regression on a dataset, scored like evaluate.
     Baseline(baseline::BaselineArgs),
+    /// K-fold cross-validation of a training recipe, the tree baselines scored on the same folds.
+    Cv(cv::CvArgs),
     /// Predict labels for every FITS file under a directory, or every row of a CSV table.
     Predict(predict::PredictArgs),
     /// Join shard catalogs of `predict --shard` into one, reporting missing and duplicated files.
@@ -89,6 +92,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Finetune(a) => finetune::run(a, progress),
         Command::Evaluate(a) => evaluate::run(a),
         Command::Baseline(a) => baseline::run(a),
+        Command::Cv(a) => cv::run(a, progress),
         Command::Predict(a) => predict::run(a, progress),
         Command::Merge(a) => merge::run(a),
         Command::Bench(a) => bench::run(a),

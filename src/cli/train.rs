@@ -6,11 +6,11 @@ use std::process::ExitCode;
 use anyhow::{bail, Result};
 use clap::Args;
 
-use spectrain::ensemble::{Loss, Task, TrainConfig};
+use spectrain::ensemble::{Loss, LrSchedule, Task, TrainConfig};
 use spectrain::model::{Arch, DenseNetConfig, MlpConfig, ModelConfig};
 use spectrain::train::{default_training, finish_members, train, train_member, TrainOptions};
 
-use super::args::{at_least, dropout, fraction, positive, read_toml, BackendArg};
+use super::args::{at_least, dropout, fraction, non_negative, positive, read_toml, BackendArg};
 use super::args::{ForceArg, ResumeArg};
 
 #[derive(Args)]
@@ -19,11 +19,11 @@ use super::args::{ForceArg, ResumeArg};
 pub struct TrainArgs {
     /// Dataset written by `spectrain prepare`.
     #[arg(long, value_name = "DATA.h5")]
-    data: PathBuf,
+    pub(super) data: PathBuf,
     /// Model directory to create (refused if it exists, unless --resume or --force;
     /// shared by the tasks of --member and --finish).
     #[arg(long, value_name = "MODEL_DIR")]
-    out: PathBuf,
+    pub(super) out: PathBuf,
     /// Label columns to learn (default: every label in the dataset).
     #[arg(long, value_delimiter = ',')]
     columns: Option<Vec<String>>,
@@ -54,6 +54,15 @@ pub struct TrainArgs {
     /// Adam learning rate [default: 1.5e-4 regression, 5e-4 classification].
     #[arg(long, value_parser = positive)]
     lr: Option<f64>,
+    /// Learning-rate schedule: constant, or warm-up then cosine decay [default: constant].
+    #[arg(long, value_enum)]
+    lr_schedule: Option<LrSchedule>,
+    /// Epochs of linear learning-rate warm-up (cosine schedule) [default: 0].
+    #[arg(long)]
+    warmup_epochs: Option<usize>,
+    /// Decoupled weight decay (AdamW; 0 = Adam) [default: 0].
+    #[arg(long, value_parser = non_negative)]
+    weight_decay: Option<f64>,
     /// Validation fraction of the fixed-seed split [default: 0.2].
     #[arg(long, value_parser = fraction)]
     val_fraction: Option<f64>,
@@ -66,17 +75,17 @@ pub struct TrainArgs {
     #[command(flatten)]
     backend: BackendArg,
     #[command(flatten)]
-    resume: ResumeArg,
+    pub(super) resume: ResumeArg,
     #[command(flatten)]
-    force: ForceArg,
+    pub(super) force: ForceArg,
     /// Train only member K (0-based) into MODEL_DIR, beside other member tasks
     /// of the same run (a job array: scripts/slurm/train-array.sh).
     #[arg(long, value_name = "K", conflicts_with_all = ["force", "finish"])]
-    member: Option<usize>,
+    pub(super) member: Option<usize>,
     /// After every --member task: score the ensemble and write metrics.json,
     /// curves.png and provenance.json, as a whole run does.
     #[arg(long, conflicts_with_all = ["force", "resume"])]
-    finish: bool,
+    pub(super) finish: bool,
 }
 
 /// `--config` file: `[model]` (DenseNet), `[mlp]` and `[training]` tables, all optional.
@@ -91,7 +100,7 @@ struct TrainFile {
 impl TrainArgs {
     /// The library's options: the `--config` file, or without one the
     /// library's defaults for the task and network, then the flags on top.
-    fn options(self, progress: bool) -> Result<TrainOptions> {
+    pub(super) fn options(self, progress: bool) -> Result<TrainOptions> {
         let arch = self.arch.unwrap_or(Arch::Densenet);
         let file: TrainFile = match &self.config {
             Some(path) => read_toml(path)?,
@@ -108,6 +117,9 @@ impl TrainArgs {
         t.epochs = self.epochs.unwrap_or(t.epochs);
         t.batch = self.batch.unwrap_or(t.batch);
         t.lr = self.lr.unwrap_or(t.lr);
+        t.lr_schedule = self.lr_schedule.unwrap_or(t.lr_schedule);
+        t.warmup_epochs = self.warmup_epochs.unwrap_or(t.warmup_epochs);
+        t.weight_decay = self.weight_decay.unwrap_or(t.weight_decay);
         t.val_fraction = self.val_fraction.unwrap_or(t.val_fraction);
         t.seed = self.seed.unwrap_or(t.seed);
         t.loss = self.loss.unwrap_or(t.loss);

@@ -129,6 +129,32 @@ impl Dataset {
         &self.inputs[i * n..(i + 1) * n]
     }
 
+    /// The rows `rows` of this dataset, in that order, as a dataset of their own.
+    pub fn subset(&self, rows: &[usize]) -> Self {
+        let (per, l) = (self.input_len(), self.label_names.len());
+        let pick = |v: &[f64]| rows.iter().map(|&r| v[r]).collect();
+        Self {
+            label_names: self.label_names.clone(),
+            preprocess: self.preprocess.clone(),
+            features: self.features.clone(),
+            input_shape: self.input_shape,
+            inputs: rows
+                .iter()
+                .flat_map(|&r| self.inputs[r * per..(r + 1) * per].iter().copied())
+                .collect(),
+            labels: rows
+                .iter()
+                .flat_map(|&r| self.labels[r * l..(r + 1) * l].iter().copied())
+                .collect(),
+            ids: rows.iter().map(|&r| self.ids[r].clone()).collect(),
+            files: rows.iter().map(|&r| self.files[r].clone()).collect(),
+            snrg: pick(&self.snrg),
+            ra: pick(&self.ra),
+            dec: pick(&self.dec),
+            z: pick(&self.z),
+        }
+    }
+
     pub fn label_row(&self, i: usize) -> &[f32] {
         let l = self.label_names.len();
         &self.labels[i * l..(i + 1) * l]

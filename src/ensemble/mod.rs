@@ -1,6 +1,7 @@
 //! A bootstrap ensemble of networks: its self-describing spec, loading a model
 //! directory, and predicting with every member (mean and spread).
 
+pub mod calibration;
 pub mod spec;
 
 use std::path::{Path, PathBuf};
@@ -9,8 +10,9 @@ use burn::module::Module;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 
+pub use calibration::Calibration;
 pub use spec::{
-    EnsembleSpec, FeatureScaler, InputEnvelope, Loss, Standardiser, Task, TrainConfig,
+    EnsembleSpec, FeatureScaler, InputEnvelope, Loss, LrSchedule, Standardiser, Task, TrainConfig,
     TrainingDomain,
 };
 
@@ -31,6 +33,9 @@ pub enum EnsembleError {
 pub struct Ensemble {
     pub spec: EnsembleSpec,
     pub members: Vec<Network>,
+    /// The uncertainty model of a regression ensemble (`calibration.json`);
+    /// `None` for classification and for models trained before it existed.
+    pub calibration: Option<Calibration>,
     pub device: Device,
 }
 
@@ -57,6 +62,13 @@ impl Predictions {
     pub fn mean(&self, i: usize, o: usize) -> f64 {
         let k = i * self.outputs + o;
         self.members.iter().map(|m| m[k] as f64).sum::<f64>() / self.members.len() as f64
+    }
+
+    /// The reported 1-sigma uncertainty of label `o` for spectrum `i`: the
+    /// calibrated sigma where the model has a calibration, else the spread.
+    pub fn sigma(&self, calibration: Option<&Calibration>, i: usize, o: usize) -> f64 {
+        let spread = self.std(i, o);
+        calibration.map_or(spread, |c| c.sigma(o, spread))
     }
 
     /// Member standard deviation (divisor M) of output `o` for spectrum `i`.
@@ -169,9 +181,27 @@ impl Ensemble {
             }
             members.push(model);
         }
+        let calibration = match (spec.task, files.calibration()) {
+            (Task::Regress, path) if path.exists() => {
+                let invalid = |reason: String| EnsembleError::Invalid {
+                    path: path.clone(),
+                    reason,
+                };
+                let text = std::fs::read_to_string(&path).map_err(|source| EnsembleError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+                let c: Calibration = serde_json::from_str(&text)
+                    .map_err(|e| invalid(format!("not a spectrain calibration: {e}")))?;
+                c.check(&spec.label_names).map_err(invalid)?;
+                Some(c)
+            }
+            _ => None,
+        };
         Ok(Self {
             spec,
             members,
+            calibration,
             device: device.clone(),
         })
     }

@@ -138,7 +138,8 @@ pub fn predict_table(opts: &PredictTableOptions) -> Result<PredictTableSummary, 
                         summary.imputed += usize::from(!missing.is_empty());
                         out.push("ok".into());
                         out.push(String::new());
-                        let (cells, out_of_range) = prediction_cells(spec, &preds, k);
+                        let (cells, out_of_range) =
+                            prediction_cells(spec, ensemble.calibration.as_ref(), &preds, k);
                         out.extend(cells);
                         let imputed: Vec<&str> =
                             missing.iter().map(|&m| scaler.names[m].as_str()).collect();

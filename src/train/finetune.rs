@@ -36,7 +36,7 @@ use super::{
     Run, Schedule, TrainError, TrainReport,
 };
 use crate::dataset::{select_targets, Dataset, Targets};
-use crate::ensemble::{Ensemble, EnsembleSpec, InputEnvelope, Predictions, Task};
+use crate::ensemble::{Ensemble, EnsembleSpec, InputEnvelope, LrSchedule, Predictions, Task};
 use crate::metrics::{log10_tension, RegressionMetrics};
 use crate::model::{BackendChoice, Network};
 
@@ -49,7 +49,7 @@ pub struct FinetuneOptions {
     pub out: PathBuf,
     /// Optimizer steps per member.
     pub steps: usize,
-    /// Adam learning rate (default: the parent's).
+    /// Adam learning rate (default: the parent's; a tenth of its peak for a cosine-schedule parent).
     pub lr: Option<f64>,
     /// Batch size (default: the parent's, at most half the new training set).
     pub batch: Option<usize>,
@@ -604,12 +604,21 @@ pub fn finetune(opts: &FinetuneOptions) -> Result<FinetuneReport, TrainError> {
     let rows_per_member = split.train.len() + anchors_per_member;
     let batches_per_epoch = (rows_per_member / batch).max(1);
     let epochs = opts.steps.div_ceil(batches_per_epoch);
-    let lr = opts.lr.unwrap_or(pspec.training.lr);
+    // The parent's learning rate; a tenth of its peak when the parent decayed
+    // it (a cosine run ends near zero, and its peak would undo the parent).
+    let lr = opts.lr.unwrap_or(match pspec.training.lr_schedule {
+        LrSchedule::Constant => pspec.training.lr,
+        LrSchedule::Cosine => pspec.training.lr / 10.0,
+    });
 
     let mut spec = pspec.clone();
     spec.training.epochs = epochs;
     spec.training.batch = batch;
     spec.training.lr = lr;
+    // Fine-tuning keeps a constant rate; L2-SP, not weight decay, holds it near the parent.
+    spec.training.lr_schedule = LrSchedule::Constant;
+    spec.training.warmup_epochs = 0;
+    spec.training.weight_decay = 0.0;
     spec.training.seed = opts.seed;
     spec.training.val_fraction = opts.val_fraction;
     // What the model has now seen: the parent's domain widened by the new set.

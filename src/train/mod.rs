@@ -28,7 +28,7 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::nn::loss::{CrossEntropyLossConfig, HuberLossConfig, Reduction};
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
@@ -94,6 +94,18 @@ pub struct TrainOptions {
     pub progress: bool,
 }
 
+/// The optimizer of a member: Adam (the paper), or AdamW when the recipe has
+/// weight decay.
+fn optimizer(cfg: &TrainConfig) -> ModuleOptimizer {
+    if cfg.weight_decay > 0.0 {
+        AdamWConfig::new()
+            .with_weight_decay(cfg.weight_decay as f32)
+            .init()
+    } else {
+        AdamConfig::new().init()
+    }
+}
+
 /// One row of a member's training curve.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpochRecord {
@@ -128,6 +140,9 @@ pub struct TrainReport {
     pub selection_score: &'static str,
     pub members: Vec<MemberReport>,
     pub ensemble: Evaluation,
+    /// The uncertainty model fitted on the validation split (regression), also
+    /// `calibration.json`.
+    pub calibration: Option<crate::ensemble::Calibration>,
     pub seconds: f64,
 }
 
@@ -391,8 +406,7 @@ impl Run<'_> {
             let model = self
                 .initial(&resumed, &ad)
                 .map_err(|e| resume_err(e.to_string()))?;
-            let optim = AdamConfig::new()
-                .init()
+            let optim = optimizer(cfg)
                 .load(&opt)
                 .map_err(|e| resume_err(format!("{}: {e}", opt.display())))?;
             tracing::info!("member {m}: resuming after epoch {}", state.epochs_done);
@@ -402,7 +416,7 @@ impl Run<'_> {
             ad.seed(seed);
             (
                 self.initial(plan, &ad)?,
-                AdamConfig::new().init(),
+                optimizer(cfg),
                 MemberState::default(),
             )
         };
@@ -419,6 +433,18 @@ impl Run<'_> {
         };
         let batches_per_epoch = plan.rows.chunks(cfg.batch).filter(|c| c.len() >= 2).count();
         let mut steps = state.epochs_done * batches_per_epoch;
+        let total_steps = self
+            .schedule
+            .max_steps
+            .unwrap_or(epochs * batches_per_epoch);
+        let lr_at = |step: usize| {
+            cfg.lr_schedule.lr(
+                cfg.lr,
+                step,
+                total_steps,
+                cfg.warmup_epochs * batches_per_epoch,
+            )
+        };
         for epoch in state.epochs_done..epochs {
             let t0 = Instant::now();
             // Re-seeded each epoch so a resumed run draws the same dropout masks.
@@ -445,11 +471,12 @@ impl Run<'_> {
                         step: steps + 1,
                         what: "training loss",
                         value,
-                        lr: cfg.lr,
+                        lr: lr_at(steps),
                     });
                 }
                 loss_sum += value;
                 batches += 1;
+                let lr = lr_at(steps);
                 steps += 1;
                 // The curve records the data loss; L2-SP joins only the gradient.
                 let loss = match l2sp.as_ref().and_then(|s| s.penalty(&model)) {
@@ -457,7 +484,7 @@ impl Run<'_> {
                     None => loss,
                 };
                 let grads = GradientsParams::from_grads(loss.backward(), &model);
-                model = optim.step(cfg.lr, model, grads);
+                model = optim.step(lr, model, grads);
             }
             let valid = model.valid();
             let (val_loss, score, per_label) = self.validate(&valid);
@@ -862,6 +889,29 @@ pub(crate) fn score_members(
     let raw_val = gather(&run.data.inputs, run.data.input_len(), &run.split.val);
     let preds = ensemble.predict(&raw_val, 256);
     let targets = run.targets;
+    // The uncertainty model, fitted on the validation split no member trained on.
+    let calibration = (targets.task == Task::Regress).then(|| {
+        let l = targets.names.len();
+        let truth: Vec<f32> = run
+            .split
+            .val
+            .iter()
+            .flat_map(|&r| (0..l).map(move |j| targets.values[r * l + j]))
+            .collect();
+        crate::ensemble::Calibration::fit(
+            &targets.names,
+            &preds,
+            &truth,
+            &format!("validation split ({} rows)", run.split.val.len()),
+        )
+    });
+    let files = crate::model_dir::ModelDir::new(run.out);
+    match &calibration {
+        Some(c) => write_json(&files.calibration(), c)?,
+        None => {
+            let _ = std::fs::remove_file(files.calibration());
+        }
+    }
     let report = TrainReport {
         task: targets.task,
         label_names: targets.names.clone(),
@@ -881,6 +931,7 @@ pub(crate) fn score_members(
             &preds.members,
             run.spec.model.outputs(),
         ),
+        calibration,
         seconds: started.elapsed().as_secs_f64(),
     };
     write_json(&run.out.join("metrics.json"), &report)?;

@@ -16,6 +16,9 @@
 //!
 //! A flag shared by several commands goes into a group in [`args`] (or a new
 //! one there), flattened with `#[command(flatten)]` into each command's args.
+//! A command that takes another's whole recipe flattens its args struct, as
+//! `cv` does with [`train::TrainArgs`] (so a new training setting, one
+//! `Option` field and one line in `TrainArgs::options`, reaches both).
 
 mod args;
 mod baseline;

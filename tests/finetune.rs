@@ -189,6 +189,9 @@ fn densenet_finetune_with_frozen_features_from_the_command_line() {
     }
     let prov = std::fs::read_to_string(out.join("provenance.json")).unwrap();
     assert!(prov.contains("\"freeze\": \"features\""), "{prov}");
+    // What the command line left unsaid is the library's default.
+    let prov: serde_json::Value = serde_json::from_str(&prov).unwrap();
+    assert_eq!(prov["parent"]["l2sp"], FinetuneOptions::DEFAULT_L2SP);
     assert_kept(&model, &out, |p| {
         !(p.contains("hidden") || p.contains("output"))
     });
@@ -375,23 +378,17 @@ fn densenet_finetune_on_real_spectra_with_anchors_and_frozen_features() {
     let (data, model) = tiny_model(tmp.path());
     let new = new_survey(tmp.path(), 24);
     let opts = FinetuneOptions {
-        model: model.clone(),
-        data: new.clone(),
-        out: tmp.path().join("ft"),
         steps: 6,
         lr: Some(1e-3),
         batch: Some(8),
         val_fraction: 0.25,
         seed: 4,
         anchor: Some(data.clone()),
-        anchor_count: 1000,
         freeze: Freeze::Features,
-        l2sp: 0.1,
         check: vec![data.clone()],
         backend: BackendChoice::Cpu,
-        resume: false,
-        force: false,
-        progress: false,
+        // The defaults: 1000 anchors (more than the pool holds), L2-SP 0.1.
+        ..FinetuneOptions::new(model.clone(), new.clone(), tmp.path().join("ft"))
     };
     let r = run(&opts);
     // The anchor pool is the parent's training rows (8 of 11 real spectra)

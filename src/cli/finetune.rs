@@ -24,7 +24,7 @@ pub struct FinetuneArgs {
     #[arg(long, value_name = "MODEL_DIR")]
     out: PathBuf,
     /// Optimizer steps per member.
-    #[arg(long, default_value_t = 100, value_parser = at_least::<1>())]
+    #[arg(long, default_value_t = FinetuneOptions::DEFAULT_STEPS, value_parser = at_least::<1>())]
     steps: usize,
     /// Adam learning rate [default: the parent's].
     #[arg(long, value_parser = positive)]
@@ -33,9 +33,9 @@ pub struct FinetuneArgs {
     #[arg(long, value_parser = at_least::<2>())]
     batch: Option<usize>,
     /// Fraction of the new set held out to report before/after scores.
-    #[arg(long, default_value_t = 0.2, value_parser = fraction)]
+    #[arg(long, default_value_t = FinetuneOptions::DEFAULT_VAL_FRACTION, value_parser = fraction)]
     val_fraction: f64,
-    #[arg(long, default_value_t = 42)]
+    #[arg(long, default_value_t = FinetuneOptions::DEFAULT_SEED)]
     seed: u64,
     /// The parent's training dataset: anchor rows away from the new set come from it.
     #[arg(long, value_name = "BASE_DATA.h5")]
@@ -44,14 +44,14 @@ pub struct FinetuneArgs {
     /// many strata of the parent's domain outside the new set's. The default
     /// kept the parent's validation MAE within 5% in the StelNet example
     /// (README); 30 let it double.
-    #[arg(long, default_value_t = 1000, requires = "anchor")]
+    #[arg(long, default_value_t = FinetuneOptions::DEFAULT_ANCHOR_COUNT, requires = "anchor")]
     anchor_count: usize,
     /// What keeps the parent's values: `norm` (batch-norm statistics and
     /// affine parameters), `features` (everything but the head), `none`.
-    #[arg(long, value_enum, default_value = "norm")]
+    #[arg(long, value_enum, default_value_t = FinetuneOptions::DEFAULT_FREEZE)]
     freeze: Freeze,
     /// L2-SP: add ALPHA * sum (w - w_parent)^2 over the trained weights to the loss (0: off).
-    #[arg(long, value_name = "ALPHA", default_value_t = 0.1)]
+    #[arg(long, value_name = "ALPHA", default_value_t = FinetuneOptions::DEFAULT_L2SP)]
     l2sp: f64,
     /// A labelled dataset to score before and after (repeatable): real stars
     /// outside the new set's domain.

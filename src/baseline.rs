@@ -381,6 +381,17 @@ pub struct Budget {
     pub seed: u64,
 }
 
+impl Default for Budget {
+    /// The sizes `spectrain baseline` and `spectrain cv` use unless told.
+    fn default() -> Self {
+        Self {
+            trees: 200,
+            rounds: 300,
+            seed: 42,
+        }
+    }
+}
+
 /// Fits `method` per label on model-ready inputs `x_train` (the dataset rows
 /// `train_rows`, labels from `targets`) and predicts `x_test` (`n_test` rows
 /// of `f` inputs): row-major `[n_test, L]` predictions, and ridge's alpha per

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 
+use spectrain::baseline::Budget;
 use spectrain::model::BackendChoice;
 use spectrain::preprocess::{ContinuumFit, Denoise, InputOrder, Normalisation};
 use spectrain::PreprocessConfig;
@@ -79,6 +80,28 @@ pub struct ForceArg {
 pub struct ResumeArg {
     #[arg(long, conflicts_with = "force")]
     pub resume: bool,
+}
+
+/// `--trees` and `--rounds`: the sizes of the tree baselines.
+#[derive(Args)]
+pub struct BudgetArgs {
+    /// Trees of the random forest.
+    #[arg(long, default_value_t = Budget::default().trees, value_parser = at_least::<1>())]
+    pub trees: usize,
+    /// Boosting rounds.
+    #[arg(long, default_value_t = Budget::default().rounds, value_parser = at_least::<1>())]
+    pub rounds: usize,
+}
+
+impl BudgetArgs {
+    /// The library's budget with these sizes and `seed`.
+    pub fn budget(&self, seed: u64) -> Budget {
+        Budget {
+            trees: self.trees,
+            rounds: self.rounds,
+            seed,
+        }
+    }
 }
 
 /// Preprocessing settings; a TOML file first, then these flags on top.

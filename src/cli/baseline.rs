@@ -8,7 +8,7 @@ use clap::Args;
 
 use spectrain::baseline::{baseline, BaselineOptions, Method};
 
-use super::args::{at_least, fraction};
+use super::args::{fraction, BudgetArgs};
 
 #[derive(Args)]
 pub struct BaselineArgs {
@@ -31,12 +31,8 @@ pub struct BaselineArgs {
     val_fraction: f64,
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// Trees of the random forest.
-    #[arg(long, default_value_t = 200, value_parser = at_least::<1>())]
-    trees: usize,
-    /// Boosting rounds.
-    #[arg(long, default_value_t = 300, value_parser = at_least::<1>())]
-    rounds: usize,
+    #[command(flatten)]
+    budget: BudgetArgs,
 }
 
 pub fn run(a: BaselineArgs) -> Result<ExitCode> {
@@ -48,8 +44,8 @@ pub fn run(a: BaselineArgs) -> Result<ExitCode> {
         columns: a.columns,
         val_fraction: a.val_fraction,
         seed: a.seed,
-        trees: a.trees,
-        rounds: a.rounds,
+        trees: a.budget.trees,
+        rounds: a.budget.rounds,
     };
     let (r, info) = baseline(&opts)?;
     print!("{}", r.markdown());

@@ -9,10 +9,11 @@ use clap::{Args, ValueEnum};
 use spectrain::baseline::{Budget, Method};
 use spectrain::cv::{cv, CvOptions};
 
-use super::args::at_least;
+use super::args::{at_least, BudgetArgs};
 use super::train::TrainArgs;
 
 #[derive(Args)]
+#[command(mut_arg("trees", |a| a.help("Random forest size")))]
 pub struct CvArgs {
     /// The recipe, as for `train`; --out is the cross-validation directory.
     #[command(flatten)]
@@ -26,12 +27,8 @@ pub struct CvArgs {
     /// Baselines fitted on the same folds (comma-separated; "none" for none).
     #[arg(long, value_delimiter = ',', default_value = "rf,gbdt")]
     baselines: Vec<String>,
-    /// Random forest size.
-    #[arg(long, default_value_t = 200, value_parser = at_least::<1>())]
-    trees: usize,
-    /// Boosting rounds.
-    #[arg(long, default_value_t = 300, value_parser = at_least::<1>())]
-    rounds: usize,
+    #[command(flatten)]
+    budget: BudgetArgs,
 }
 
 pub fn run(a: CvArgs, progress: bool) -> Result<ExitCode> {
@@ -52,11 +49,7 @@ pub fn run(a: CvArgs, progress: bool) -> Result<ExitCode> {
         fold_seed: a.fold_seed,
         train: a.train.options(progress)?,
         baselines,
-        budget: Budget {
-            trees: a.trees,
-            rounds: a.rounds,
-            seed: 42,
-        },
+        budget: a.budget.budget(Budget::default().seed),
         resume,
     };
     let r = cv(&opts)?;

@@ -7,6 +7,7 @@ use anyhow::Result;
 use clap::Args;
 
 use spectrain::baseline::{baseline, BaselineOptions, Method};
+use spectrain::ensemble::TrainConfig;
 
 use super::args::{fraction, BudgetArgs};
 
@@ -26,10 +27,11 @@ pub struct BaselineArgs {
     /// Label columns (default: every label of the dataset).
     #[arg(long, value_delimiter = ',')]
     columns: Option<Vec<String>>,
+    // The split's defaults are train's, so the same flags give the same split.
     /// Validation fraction of the split: the same split as `train` with the same seed.
-    #[arg(long, default_value_t = 0.2, value_parser = fraction)]
+    #[arg(long, default_value_t = TrainConfig::default().val_fraction, value_parser = fraction)]
     val_fraction: f64,
-    #[arg(long, default_value_t = 42)]
+    #[arg(long, default_value_t = TrainConfig::default().seed)]
     seed: u64,
     #[command(flatten)]
     budget: BudgetArgs,

@@ -10,7 +10,9 @@
 //! 2. **train**: [`train::train`] (or one member at a time,
 //!    [`train::train_member`] then [`train::finish_members`]) writes a model
 //!    directory ([`model_dir`]) that [`ensemble::Ensemble::load`] reads back;
-//!    [`train::default_training`] holds the default settings.
+//!    [`train::default_training`] holds the default settings, and
+//!    [`cv::cv`] compares recipes (and the baselines) by K-fold
+//!    cross-validation.
 //! 3. **use the model**: [`predict::predict`] (spectra) and
 //!    [`table::predict::predict_table`] (tables) write catalogs, sharded runs
 //!    joined by [`predict::merge`]; [`evaluate::evaluate_model`] scores it on

@@ -33,8 +33,9 @@ pub enum Loss {
 pub enum LrSchedule {
     /// `lr` at every step (the paper).
     Constant,
-    /// Linear warm-up over `warmup_epochs`, then a cosine decay to zero at the
-    /// last step.
+    /// Linear warm-up from lr/100 over `warmup_epochs`, then a cosine decay
+    /// towards zero at the last step (PyTorch's `LinearLR` then
+    /// `CosineAnnealingLR`, stepped per batch).
     Cosine,
 }
 
@@ -48,9 +49,10 @@ impl LrSchedule {
                 let total = total.max(1);
                 let warmup = warmup.min(total.saturating_sub(1));
                 if step < warmup {
-                    let f = (step + 1) as f64 / warmup as f64;
-                    peak * (0.01 + 0.99 * f)
+                    // PyTorch's LinearLR(start_factor=0.01, total_iters=warmup).
+                    peak * (0.01 + 0.99 * step as f64 / warmup as f64)
                 } else {
+                    // Then CosineAnnealingLR(T_max=total - warmup, eta_min=0).
                     let t = (step - warmup) as f64 / (total - warmup).max(1) as f64;
                     peak * 0.5 * (1.0 + (std::f64::consts::PI * t.min(1.0)).cos())
                 }

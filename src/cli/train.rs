@@ -42,22 +42,22 @@ pub struct TrainArgs {
     /// Regression loss [default: huber for densenet, mae for mlp].
     #[arg(long, value_enum)]
     loss: Option<Loss>,
-    /// Bootstrap ensemble size [default: 10].
+    /// Bootstrap ensemble size [default: 5].
     #[arg(long, value_parser = at_least::<1>())]
     members: Option<usize>,
-    /// Epochs per member [default: 450].
+    /// Epochs per member [default: 100].
     #[arg(long, value_parser = at_least::<1>())]
     epochs: Option<usize>,
-    /// Batch size [default: 64].
+    /// Batch size [default: 32].
     #[arg(long, value_parser = at_least::<2>())]
     batch: Option<usize>,
-    /// Adam learning rate [default: 1.5e-4 regression, 5e-4 classification].
+    /// Peak Adam learning rate [default: 1e-3 regression, 5e-4 classification].
     #[arg(long, value_parser = positive)]
     lr: Option<f64>,
-    /// Learning-rate schedule: constant, or warm-up then cosine decay [default: constant].
+    /// Learning-rate schedule: constant, or warm-up then cosine decay [default: cosine].
     #[arg(long, value_enum)]
     lr_schedule: Option<LrSchedule>,
-    /// Epochs of linear learning-rate warm-up (cosine schedule) [default: 0].
+    /// Epochs of linear learning-rate warm-up (cosine schedule) [default: 5].
     #[arg(long)]
     warmup_epochs: Option<usize>,
     /// Decoupled weight decay (AdamW; 0 = Adam) [default: 0].

@@ -96,12 +96,12 @@ impl Default for TrainConfig {
     fn default() -> Self {
         Self {
             task: Task::Regress,
-            members: 10,
-            epochs: 450,
-            batch: 64,
-            lr: 1.5e-4,
-            lr_schedule: LrSchedule::Constant,
-            warmup_epochs: 0,
+            members: 5,
+            epochs: 100,
+            batch: 32,
+            lr: 1e-3,
+            lr_schedule: LrSchedule::Cosine,
+            warmup_epochs: 5,
             weight_decay: 0.0,
             val_fraction: 0.2,
             seed: 42,

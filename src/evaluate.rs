@@ -228,8 +228,7 @@ pub fn evaluate_model(opts: &EvaluateOptions) -> Result<EvaluationReport, Evalua
         &opts.out,
         &[("model directory", &opts.model), ("dataset", &opts.data)],
     )?;
-    let compute = opts.backend.resolve()?;
-    tracing::info!("backend {} ({})", compute.backend, compute.reason);
+    let compute = opts.backend.open()?;
     let ensemble = crate::ensemble::Ensemble::load(&opts.model, &compute.device)?;
     let data = Dataset::read(&opts.data)?;
     if data.is_empty() {

@@ -6,6 +6,12 @@
 //! through `serde_json::Value` (whose maps sort their keys) before the metrics
 //! were typed: the files keep their bytes, and old ones still load. JSON has no
 //! NaN: a non-finite metric is written `null` and read back as NaN.
+//!
+//! Adding a metric: a field in its alphabetical place, computed in `compute`,
+//! reaches all four files; mark it `#[serde(default = ...)]` so that member
+//! reports written before it still load. To print it, add a column to
+//! `EvaluationReport::markdown` (src/evaluate.rs) or the `train` summary
+//! (src/cli/train.rs); a misspelt field there does not compile.
 
 use serde::{Deserialize, Deserializer, Serialize};
 

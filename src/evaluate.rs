@@ -10,7 +10,7 @@ use crate::dataset::Dataset;
 // `train` still imports it from here.
 pub use crate::dataset::targets::{select_targets, Targets};
 use crate::ensemble::Task;
-use crate::metrics::{ClassificationMetrics, RegressionMetrics, SNR_BINS};
+use crate::metrics::{cell, ClassificationMetrics, LabelMetrics, RegressionMetrics, SNR_BINS};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EvaluateError {
@@ -23,8 +23,10 @@ pub enum EvaluateError {
 /// Validation metrics, overall and in SNR bins.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Evaluation {
-    pub labels: Vec<(String, serde_json::Value)>,
-    pub snr_bins: Vec<(String, Vec<(String, serde_json::Value)>)>,
+    /// Each label's name and metrics.
+    pub labels: Vec<(String, LabelMetrics)>,
+    /// Each non-empty SNR bin's name and its labels' metrics.
+    pub snr_bins: Vec<(String, Vec<(String, LabelMetrics)>)>,
 }
 
 /// Predicted and true values of label `j` over `rows` (`pred` is `[rows, l]`).
@@ -70,7 +72,7 @@ pub fn evaluate(
     let mean: Vec<f32> = (0..preds[0].len())
         .map(|k| (preds.iter().map(|p| p[k] as f64).sum::<f64>() / preds.len() as f64) as f32)
         .collect();
-    let metrics_of = |subset: &[usize]| -> Vec<(String, serde_json::Value)> {
+    let metrics_of = |subset: &[usize]| -> Vec<(String, LabelMetrics)> {
         let sub_pred: Vec<f32> = subset
             .iter()
             .flat_map(|&i| mean[i * outputs..(i + 1) * outputs].to_vec())
@@ -83,10 +85,7 @@ pub fn evaluate(
                     .map(|j| {
                         let (p, y) = label_columns(&sub_pred, &targets.values, &sub_rows, l, j);
                         let m = RegressionMetrics::compute(&p, &y);
-                        (
-                            targets.names[j].clone(),
-                            serde_json::to_value(m).expect("json"),
-                        )
+                        (targets.names[j].clone(), LabelMetrics::Regression(m))
                     })
                     .collect()
             }
@@ -94,7 +93,7 @@ pub fn evaluate(
                 let (p, t) = classes_of(&sub_pred, &targets.values, &sub_rows, outputs);
                 vec![(
                     targets.names[0].clone(),
-                    serde_json::to_value(ClassificationMetrics::compute(&p, &t)).expect("json"),
+                    LabelMetrics::Classification(ClassificationMetrics::compute(&p, &t)),
                 )]
             }
         }
@@ -229,8 +228,7 @@ pub fn evaluate_model(opts: &EvaluateOptions) -> Result<EvaluationReport, Evalua
         &opts.out,
         &[("model directory", &opts.model), ("dataset", &opts.data)],
     )?;
-    let compute = opts.backend.resolve()?;
-    tracing::info!("backend {} ({})", compute.backend, compute.reason);
+    let compute = opts.backend.open()?;
     let ensemble = crate::ensemble::Ensemble::load(&opts.model, &compute.device)?;
     let data = Dataset::read(&opts.data)?;
     if data.is_empty() {
@@ -309,7 +307,7 @@ pub fn write_report(
             .map(|j| {
                 members
                     .iter()
-                    .map(|m| m.labels[j].1["mae"].as_f64().unwrap_or(f64::NAN))
+                    .map(|m| m.labels[j].1.regression().map_or(f64::NAN, |r| r.mae))
                     .sum::<f64>()
                     / members.len() as f64
             })
@@ -363,21 +361,19 @@ impl EvaluationReport {
             "# Evaluation\n\nModel `{}` on `{}` ({} spectra).\n\n",
             self.model, self.data, self.spectra
         );
-        let cell = |v: &serde_json::Value, k: &str| {
-            v[k].as_f64().map_or("-".to_string(), |x| format!("{x:.4}"))
-        };
         match self.task {
             Task::Regress => {
                 s.push_str("| label | MAE (ensemble) | MAE (mean member) | bias | sigma | M2 % | Pearson r | mean member std |\n|---|---|---|---|---|---|---|---|\n");
                 for (j, (name, m)) in self.ensemble.labels.iter().enumerate() {
+                    let Some(m) = m.regression() else { continue };
                     s.push_str(&format!(
                         "| {name} | {} | {:.4} | {} | {} | {} | {} | {:.4} |\n",
-                        cell(m, "mae"),
+                        cell(m.mae),
                         self.mean_member_mae[j],
-                        cell(m, "bias"),
-                        cell(m, "sigma"),
-                        cell(m, "mape"),
-                        cell(m, "pearson_r"),
+                        cell(m.bias),
+                        cell(m.sigma),
+                        cell(m.mape),
+                        cell(m.pearson_r),
                         self.mean_member_std[j]
                     ));
                 }
@@ -406,12 +402,10 @@ impl EvaluationReport {
                 s.push_str(&"---|".repeat(self.label_names.len()));
                 s.push('\n');
                 for (bin, labels) in &self.ensemble.snr_bins {
-                    let n = labels
-                        .first()
-                        .map_or(0, |(_, m)| m["n"].as_u64().unwrap_or(0));
+                    let n = labels.first().map_or(0, |(_, m)| m.n());
                     s.push_str(&format!("| {bin} | {n} |"));
                     for (_, m) in labels {
-                        s.push_str(&format!(" {} |", cell(m, "mae")));
+                        s.push_str(&format!(" {} |", cell(m.regression().map(|r| r.mae))));
                     }
                     s.push('\n');
                 }
@@ -421,11 +415,14 @@ impl EvaluationReport {
                     "| label | accuracy | contamination | completeness |\n|---|---|---|---|\n",
                 );
                 for (name, m) in &self.ensemble.labels {
+                    let Some(m) = m.classification() else {
+                        continue;
+                    };
                     s.push_str(&format!(
                         "| {name} | {} | {} | {} |\n",
-                        cell(m, "accuracy"),
-                        cell(m, "contamination"),
-                        cell(m, "completeness")
+                        cell(m.accuracy),
+                        cell(m.contamination),
+                        cell(m.completeness)
                     ));
                 }
             }

@@ -1,24 +1,91 @@
 //! Accuracy metrics of METHOD section 6, for members and ensembles.
+//!
+//! The metric structs are the one definition of what `metrics.json`,
+//! `member-NN.json`, `report.json` and `finetune.json` hold per label. Their
+//! fields are declared in alphabetical order because these files were written
+//! through `serde_json::Value` (whose maps sort their keys) before the metrics
+//! were typed: the files keep their bytes, and old ones still load. JSON has no
+//! NaN: a non-finite metric is written `null` and read back as NaN.
+//!
+//! Adding a metric: a field in its alphabetical place, computed in `compute`,
+//! reaches all four files; mark it `#[serde(default = ...)]` so that member
+//! reports written before it still load. To print it, add a column to
+//! `EvaluationReport::markdown` (src/evaluate.rs) or the `train` summary
+//! (src/cli/train.rs); a misspelt field there does not compile.
 
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Reads `null` (how serde_json writes NaN and infinities) as NaN.
+fn nan_if_null<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
+/// A metric as a report prints it: four decimals, "-" when it is missing or
+/// not finite (as `null` in the JSON files).
+pub fn cell(x: impl Into<Option<f64>>) -> String {
+    match x.into() {
+        Some(v) if v.is_finite() => format!("{v:.4}"),
+        _ => "-".to_string(),
+    }
+}
+
+/// One label's metrics, serialised as the bare metric object (untagged: the
+/// fields tell the two apart).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum LabelMetrics {
+    Regression(RegressionMetrics),
+    Classification(ClassificationMetrics),
+}
+
+impl LabelMetrics {
+    /// Rows scored.
+    pub fn n(&self) -> usize {
+        match self {
+            Self::Regression(m) => m.n,
+            Self::Classification(m) => m.n,
+        }
+    }
+
+    pub fn regression(&self) -> Option<&RegressionMetrics> {
+        match self {
+            Self::Regression(m) => Some(m),
+            Self::Classification(_) => None,
+        }
+    }
+
+    pub fn classification(&self) -> Option<&ClassificationMetrics> {
+        match self {
+            Self::Regression(_) => None,
+            Self::Classification(m) => Some(m),
+        }
+    }
+}
 
 /// Regression metrics of predictions `p` against truths `y` for one label.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Fields in alphabetical order (see the module documentation).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RegressionMetrics {
-    pub n: usize,
+    /// mean (p - y).
+    #[serde(deserialize_with = "nan_if_null")]
+    pub bias: f64,
+    /// median |r - median r| of the residuals r = p - y (unscaled).
+    #[serde(deserialize_with = "nan_if_null")]
+    pub mad: f64,
     /// M1: mean |p - y|.
+    #[serde(deserialize_with = "nan_if_null")]
     pub mae: f64,
     /// M2: mean |p - y| / y in percent; only when every y > 0.
     pub mape: Option<f64>,
-    /// mean (p - y).
-    pub bias: f64,
-    /// std (p - y), divisor n.
-    pub sigma: f64,
-    /// median |r - median r| of the residuals r = p - y (unscaled).
-    pub mad: f64,
     /// median |p - y| / |y|.
+    #[serde(deserialize_with = "nan_if_null")]
     pub median_relative_error: f64,
+    pub n: usize,
+    #[serde(deserialize_with = "nan_if_null")]
     pub pearson_r: f64,
+    /// std (p - y), divisor n.
+    #[serde(deserialize_with = "nan_if_null")]
+    pub sigma: f64,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -81,14 +148,18 @@ pub const SNR_BINS: [(f64, f64, &str); 4] = [
 ];
 
 /// Classification metrics for RGB (class 0) vs RC (class 1).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Fields in alphabetical order (see the module documentation).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClassificationMetrics {
-    pub n: usize,
+    #[serde(deserialize_with = "nan_if_null")]
     pub accuracy: f64,
-    /// Fraction of predicted class 0 (RGB) that are truly class 1 (RC).
-    pub contamination: f64,
     /// Fraction of true class 0 (RGB) predicted class 0.
+    #[serde(deserialize_with = "nan_if_null")]
     pub completeness: f64,
+    /// Fraction of predicted class 0 (RGB) that are truly class 1 (RC).
+    #[serde(deserialize_with = "nan_if_null")]
+    pub contamination: f64,
+    pub n: usize,
 }
 
 impl ClassificationMetrics {
@@ -154,6 +225,30 @@ mod tests {
         let m = ClassificationMetrics::compute(&[0, 0, 1, 0, 1], &[0, 0, 0, 1, 1]);
         assert!((m.contamination - 1.0 / 3.0).abs() < 1e-12);
         assert!((m.completeness - 2.0 / 3.0).abs() < 1e-12);
+    }
+
+    /// Written as the untyped `serde_json::Value` maps were: keys sorted,
+    /// NaN as null; read back by the field names, null as NaN.
+    #[test]
+    fn label_metrics_json_is_the_untyped_one() {
+        let reg = LabelMetrics::Regression(RegressionMetrics::compute(&[1.5, 1.5], &[1.0, -2.0]));
+        let cls = LabelMetrics::Classification(ClassificationMetrics::compute(&[1, 1], &[1, 1]));
+        for m in [&reg, &cls] {
+            let typed = serde_json::to_string_pretty(m).unwrap();
+            let untyped = serde_json::to_string_pretty(&serde_json::to_value(m).unwrap()).unwrap();
+            assert_eq!(typed, untyped);
+            let back: LabelMetrics = serde_json::from_str(&typed).unwrap();
+            assert_eq!(serde_json::to_string_pretty(&back).unwrap(), typed);
+        }
+        assert!(reg.regression().unwrap().mape.is_none());
+        let c =
+            serde_json::from_str::<LabelMetrics>(&serde_json::to_string(&cls).unwrap()).unwrap();
+        let c = c.classification().unwrap();
+        assert_eq!((c.n, c.accuracy), (2, 1.0));
+        assert!(c.completeness.is_nan() && c.contamination.is_nan());
+        assert_eq!(cell(c.contamination), "-");
+        assert_eq!(cell(None), "-");
+        assert_eq!(cell(0.123456), "0.1235");
     }
 
     #[test]

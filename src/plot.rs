@@ -82,6 +82,38 @@ pub fn loss_label(training: &TrainConfig) -> String {
     }
 }
 
+type Area<'b> = DrawingArea<BitMapBackend<'b>, plotters::coord::Shift>;
+type EpochChart<'a, 'b> = ChartContext<
+    'a,
+    BitMapBackend<'b>,
+    Cartesian2d<plotters::coord::types::RangedCoordusize, plotters::coord::types::RangedCoordf64>,
+>;
+
+/// One panel of the training curves: epochs 0 to `epochs` across, `y_desc`
+/// from `lo` to `hi` up, its axes drawn.
+fn epoch_panel<'a, 'b>(
+    area: &'a Area<'b>,
+    caption: &str,
+    y_desc: &str,
+    epochs: usize,
+    (lo, hi): (f64, f64),
+) -> Result<EpochChart<'a, 'b>, String> {
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(55)
+        .build_cartesian_2d(0usize..epochs + 1, lo..hi)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_desc("epoch")
+        .y_desc(y_desc)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    Ok(chart)
+}
+
 /// Training and validation loss (left) and the selection score (right) per epoch,
 /// one colour per member, the best epoch marked; the loss axis names the loss
 /// of `training`.
@@ -104,22 +136,13 @@ pub fn training_curves(
                 .iter()
                 .flat_map(|c| c.iter().flat_map(|r| [r.1, r.2])),
         );
-        let mut chart = ChartBuilder::on(&left)
-            .caption(
-                "loss (solid: training, dashed: validation)",
-                ("sans-serif", 18),
-            )
-            .margin(10)
-            .x_label_area_size(35)
-            .y_label_area_size(55)
-            .build_cartesian_2d(0usize..epochs + 1, lo..hi)
-            .map_err(|e| e.to_string())?;
-        chart
-            .configure_mesh()
-            .x_desc("epoch")
-            .y_desc(loss.as_str())
-            .draw()
-            .map_err(|e| e.to_string())?;
+        let mut chart = epoch_panel(
+            &left,
+            "loss (solid: training, dashed: validation)",
+            &loss,
+            epochs,
+            (lo, hi),
+        )?;
         for (m, curve) in members.iter().enumerate() {
             let colour = Palette99::pick(m).to_rgba();
             chart
@@ -147,22 +170,13 @@ pub fn training_curves(
             .map_err(|e| e.to_string())?;
 
         let (lo, hi) = range(members.iter().flat_map(|c| c.iter().map(|r| r.3)));
-        let mut chart = ChartBuilder::on(&right)
-            .caption(
-                format!("validation score ({score_name}); dot: best epoch"),
-                ("sans-serif", 18),
-            )
-            .margin(10)
-            .x_label_area_size(35)
-            .y_label_area_size(55)
-            .build_cartesian_2d(0usize..epochs + 1, lo..hi)
-            .map_err(|e| e.to_string())?;
-        chart
-            .configure_mesh()
-            .x_desc("epoch")
-            .y_desc(score_name)
-            .draw()
-            .map_err(|e| e.to_string())?;
+        let mut chart = epoch_panel(
+            &right,
+            &format!("validation score ({score_name}); dot: best epoch"),
+            score_name,
+            epochs,
+            (lo, hi),
+        )?;
         for (m, curve) in members.iter().enumerate() {
             let colour = Palette99::pick(m).to_rgba();
             chart

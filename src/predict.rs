@@ -425,8 +425,7 @@ fn check_output(opts: &PredictOptions) -> Result<(), PredictError> {
 pub fn predict(opts: &PredictOptions) -> Result<PredictSummary, PredictError> {
     let start = Instant::now();
     check_output(opts)?;
-    let compute = opts.backend.resolve()?;
-    tracing::info!("backend {} ({})", compute.backend, compute.reason);
+    let compute = opts.backend.open()?;
     let ensemble = Ensemble::load(&opts.model, &compute.device)?;
     let spec = &ensemble.spec;
     if spec.features.is_some() {

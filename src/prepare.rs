@@ -10,7 +10,9 @@ use std::time::Instant;
 use rayon::prelude::*;
 
 use crate::atomic::write_atomically;
-use crate::dataset::{Dataset, DatasetError, JoinKey, LabelError, LabelLookup, LabelTable, Sample};
+use crate::dataset::{
+    rejects_path, Dataset, DatasetError, JoinKey, LabelError, LabelLookup, LabelTable, Sample,
+};
 use crate::fits::find_spectra;
 use crate::ingest::{process_file, FileOutcome};
 use crate::preprocess::{ConfigError, PreprocessConfig, Preprocessor};
@@ -85,15 +87,6 @@ impl PrepareSummary {
     pub fn spectra_per_second(&self) -> f64 {
         self.files as f64 / self.seconds.max(1e-9)
     }
-}
-
-/// The reject list's path for a dataset path: `DATA.h5` -> `DATA.rejects.csv`.
-pub fn rejects_path(out: &Path) -> PathBuf {
-    let stem = out
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "dataset".into());
-    out.with_file_name(format!("{stem}.rejects.csv"))
 }
 
 pub fn prepare(opts: &PrepareOptions) -> Result<PrepareSummary, PrepareError> {

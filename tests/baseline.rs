@@ -83,7 +83,7 @@ fn every_method_learns_mass_reproducibly_and_reports_like_evaluate() {
             rounds: 100,
         };
         let (report, info) = baseline(&opts).unwrap();
-        let mae = report.ensemble.labels[0].1["mae"].as_f64().unwrap();
+        let mae = report.ensemble.labels[0].1.regression().unwrap().mae;
         assert!(
             mae < 0.5 * naive,
             "{method:?}: MAE {mae} vs predicting the mean {naive}"

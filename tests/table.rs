@@ -147,7 +147,7 @@ fn mlp_ensemble_learns_mass_from_teff_and_luminosity() {
     for loss in [Loss::Mae, Loss::Smape] {
         let out = tmp.path().join(format!("mlp-{loss:?}"));
         let report = train_mlp(&data, &out, 40, loss);
-        let mae = report.ensemble.labels[0].1["mae"].as_f64().unwrap();
+        let mae = report.ensemble.labels[0].1.regression().unwrap().mae;
         // The baseline: predicting the mean log mass for every validation star.
         let ds = Dataset::read(&data).unwrap();
         let y: Vec<f64> = (0..ds.len()).map(|i| ds.label_row(i)[0] as f64).collect();

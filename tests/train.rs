@@ -280,7 +280,7 @@ fn evaluate_scores_the_ensemble_mean_and_refuses_other_recipes() {
         })
         .sum::<f64>()
         / ds.len() as f64;
-    let reported = report.ensemble.labels[0].1["mae"].as_f64().unwrap();
+    let reported = report.ensemble.labels[0].1.regression().unwrap().mae;
     assert!((mae - reported).abs() < 1e-3 * mae, "{mae} vs {reported}");
     assert_eq!(report.members.len(), 2);
 
@@ -349,4 +349,28 @@ fn targets_are_selected_by_name_and_refused_with_the_reason() {
         stderr.contains("the dataset has no label 'mass' (it has: teff,logg,feh)"),
         "{stderr}"
     );
+}
+
+/// The shipped model's `member-NN.json` (written before the metrics were
+/// typed) load as typed reports and serialise back to the same bytes.
+#[test]
+fn shipped_member_reports_load_and_keep_their_bytes() {
+    let dir = common::repo().join("models/dr10-teff-logg-feh");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = common::file_name(&path);
+        if !(name.starts_with("member-") && name.ends_with(".json")) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let report: spectrain::train::MemberReport =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(report.evaluation.labels.len(), 3, "{name}");
+        assert!(report.evaluation.labels[0].1.regression().unwrap().mae > 0.0);
+        let again = serde_json::to_string_pretty(&report).unwrap();
+        assert_eq!(again.trim_end(), text.trim_end(), "{name}");
+        seen += 1;
+    }
+    assert!(seen > 0, "no member reports in {}", dir.display());
 }

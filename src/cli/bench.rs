@@ -29,8 +29,7 @@ pub struct BenchArgs {
 }
 
 pub fn run(a: BenchArgs) -> Result<ExitCode> {
-    let compute = a.backend.backend.resolve()?;
-    tracing::info!("backend {} ({})", compute.backend, compute.reason);
+    let compute = a.backend.backend.open()?;
     let t = spectrain::bench::measure(
         &compute,
         a.outputs,

@@ -1,6 +1,7 @@
 //! `spectrain prepare`: FITS spectra and a label catalog into an HDF5 dataset.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Result};
@@ -56,14 +57,28 @@ pub fn run(a: PrepareArgs, progress: bool) -> Result<ExitCode> {
         s.seconds,
         s.spectra_per_second()
     );
-    println!("  kept     {:>7} -> {}", s.kept, opts.out.display());
-    println!(
-        "  rejected {:>7} -> {}",
+    print_kept_and_rejected(
+        s.kept,
+        &opts.out,
         s.files - s.kept,
-        s.rejects_path.display()
+        &s.rejects_path,
+        &s.rejected,
     );
-    for (reason, n) in &s.rejected {
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The tally `prepare` and `prepare-table` print: what was kept, what was
+/// rejected, and how often each reason.
+pub(super) fn print_kept_and_rejected<R: std::fmt::Display>(
+    kept: usize,
+    out: &Path,
+    rejected: usize,
+    rejects_path: &Path,
+    reasons: &BTreeMap<R, usize>,
+) {
+    println!("  kept     {kept:>7} -> {}", out.display());
+    println!("  rejected {rejected:>7} -> {}", rejects_path.display());
+    for (reason, n) in reasons {
         println!("    {reason:<18} {n:>7}");
     }
-    Ok(ExitCode::SUCCESS)
 }

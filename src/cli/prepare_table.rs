@@ -47,15 +47,13 @@ pub fn run(a: PrepareTableArgs) -> Result<ExitCode> {
     };
     let s = prepare_table(&opts)?;
     println!("prepare-table: {} rows in {:.2} s", s.rows, s.seconds);
-    println!("  kept     {:>7} -> {}", s.kept, opts.out.display());
-    println!(
-        "  rejected {:>7} -> {}",
+    super::prepare::print_kept_and_rejected(
+        s.kept,
+        &opts.out,
         s.rows - s.kept,
-        s.rejects_path.display()
+        &s.rejects_path,
+        &s.rejected,
     );
-    for (reason, n) in &s.rejected {
-        println!("    {reason:<18} {n:>7}");
-    }
     if s.imputed_rows > 0 {
         println!(
             "  {} kept rows have missing features (imputed with the training mean at train/predict):",

@@ -7,6 +7,7 @@ use anyhow::{bail, Result};
 use clap::Args;
 
 use spectrain::ensemble::{Loss, LrSchedule, Task, TrainConfig};
+use spectrain::metrics::{cell, LabelMetrics};
 use spectrain::model::{Arch, DenseNetConfig, MlpConfig, ModelConfig};
 use spectrain::train::{default_training, finish_members, train, train_member, TrainOptions};
 
@@ -194,21 +195,20 @@ pub fn run(a: TrainArgs, progress: bool) -> Result<ExitCode> {
     }
     println!("  ensemble on the validation split:");
     for (label, m) in &r.ensemble.labels {
-        let f = |k: &str| m[k].as_f64().map_or("-".into(), |v| format!("{v:.4}"));
-        match r.task {
-            Task::Regress => println!(
+        match m {
+            LabelMetrics::Regression(m) => println!(
                 "    {label:<8} MAE {}  bias {}  sigma {}  M2 {}%  r {}",
-                f("mae"),
-                f("bias"),
-                f("sigma"),
-                f("mape"),
-                f("pearson_r")
+                cell(m.mae),
+                cell(m.bias),
+                cell(m.sigma),
+                cell(m.mape),
+                cell(m.pearson_r)
             ),
-            Task::Classify => println!(
+            LabelMetrics::Classification(m) => println!(
                 "    {label:<8} accuracy {}  contamination {}  completeness {}",
-                f("accuracy"),
-                f("contamination"),
-                f("completeness")
+                cell(m.accuracy),
+                cell(m.contamination),
+                cell(m.completeness)
             ),
         }
     }

@@ -27,6 +27,16 @@ use crate::preprocess::PreprocessConfig;
 pub use labels::{JoinKey, LabelError, LabelLookup, LabelTable};
 pub use targets::{select_targets, Targets, TargetsError};
 
+/// The reject list written beside a dataset by `prepare` and `prepare-table`:
+/// `DATA.h5` -> `DATA.rejects.csv`.
+pub fn rejects_path(out: &Path) -> PathBuf {
+    let stem = out
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "dataset".into());
+    out.with_file_name(format!("{stem}.rejects.csv"))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DatasetError {
     #[error("{path}: HDF5 error: {source}")]

@@ -2,6 +2,7 @@
 //! directory, and predicting with every member (mean and spread).
 
 pub mod calibration;
+pub mod scaling;
 pub mod spec;
 
 use std::path::{Path, PathBuf};
@@ -11,10 +12,8 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 
 pub use calibration::Calibration;
-pub use spec::{
-    EnsembleSpec, FeatureScaler, InputEnvelope, Loss, LrSchedule, Standardiser, Task, TrainConfig,
-    TrainingDomain,
-};
+pub use scaling::{FeatureScaler, Standardiser};
+pub use spec::{EnsembleSpec, InputEnvelope, Loss, LrSchedule, Task, TrainConfig, TrainingDomain};
 
 use crate::model::Network;
 

@@ -119,6 +119,14 @@ fn wgpu_device() -> Result<(Device, Adapter), BackendError> {
 
 impl BackendChoice {
     /// Resolves the choice to a device; `auto` never fails.
+    /// [`resolve`](Self::resolve), logging the backend chosen and why: what
+    /// every command that runs a network does first.
+    pub fn open(self) -> Result<ComputeDevice, BackendError> {
+        let compute = self.resolve()?;
+        tracing::info!("backend {} ({})", compute.backend, compute.reason);
+        Ok(compute)
+    }
+
     pub fn resolve(self) -> Result<ComputeDevice, BackendError> {
         match self {
             BackendChoice::Cpu => Ok(ComputeDevice::cpu("requested with --backend cpu")),

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::atomic::write_atomically;
-use crate::dataset::{Dataset, DatasetError, Sample};
+use crate::dataset::{rejects_path, Dataset, DatasetError, Sample};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TableError {
@@ -185,11 +185,6 @@ pub struct PrepareTableSummary {
     pub rejected: BTreeMap<String, usize>,
     pub rejects_path: PathBuf,
     pub seconds: f64,
-}
-
-/// `DATA.h5` -> `DATA.rejects.csv`.
-pub fn rejects_path(out: &Path) -> PathBuf {
-    out.with_extension("rejects.csv")
 }
 
 /// `spectrain prepare-table`: numeric CSV columns into a catalog-feature dataset.

@@ -76,7 +76,7 @@ pub fn predict_table(opts: &PredictTableOptions) -> Result<PredictTableSummary, 
         &[("table", &opts.table), ("model directory", &opts.model)],
     )?;
     crate::outputs::check_file(&opts.out, opts.force)?;
-    let compute = opts.backend.resolve()?;
+    let compute = opts.backend.open()?;
     let ensemble = Ensemble::load(&opts.model, &compute.device)?;
     let spec = &ensemble.spec;
     let scaler = spec

@@ -511,8 +511,7 @@ pub fn finetune(opts: &FinetuneOptions) -> Result<FinetuneReport, TrainError> {
     }
     inputs.extend(opts.check.iter().map(|c| ("--check dataset", c.as_path())));
     crate::outputs::check_not_over_inputs(&opts.out, &inputs)?;
-    let compute = opts.backend.resolve()?;
-    tracing::info!("backend {} ({})", compute.backend, compute.reason);
+    let compute = opts.backend.open()?;
     let parent = Ensemble::load(&opts.model, &compute.device)
         .map_err(|e| TrainError::Config(e.to_string()))?;
     let pspec = &parent.spec;

@@ -977,8 +977,7 @@ impl Planned {
                 data.len()
             )));
         }
-        let compute = opts.backend.resolve()?;
-        tracing::info!("backend {} ({})", compute.backend, compute.reason);
+        let compute = opts.backend.open()?;
 
         let split = Split::new(data.len(), opts.training.val_fraction, opts.training.seed);
         let l = targets.names.len();

@@ -16,7 +16,7 @@ mkdir -p "$out"
 echo "== prepare: assets/spectra + assets/labels.csv -> $out/assets.h5"
 "$bin" prepare --spectra assets/spectra --labels assets/labels.csv --out "$out/assets.h5" --force
 
-echo "== train: 2 members x 8 epochs of the paper's network (CPU)"
+echo "== train: 2 members x 8 epochs of the DenseNet, spectrain's recipe (CPU)"
 "$bin" train --data "$out/assets.h5" --out "$out/model" --members 2 --epochs 8 --force
 
 echo "== evaluate: on the same stars (training + validation split: optimistic by construction)"

@@ -10,19 +10,11 @@ use common::{repo, spectrain};
 
 /// The 300 hold-out spectra of `assets/` prepared into `dir/assets.h5`.
 fn assets_dataset(dir: &Path) -> PathBuf {
-    let out = dir.join("assets.h5");
-    spectrain::prepare::prepare(&spectrain::prepare::PrepareOptions {
-        spectra: repo().join("assets/spectra"),
-        labels: repo().join("assets/labels.csv"),
-        out: out.clone(),
-        join: spectrain::dataset::JoinKey::Obsid,
-        columns: vec!["teff".into(), "logg".into(), "feh".into()],
-        config: spectrain::PreprocessConfig::default(),
-        force: false,
-        progress: false,
-    })
-    .unwrap();
-    out
+    common::prepared(
+        &repo().join("assets/spectra"),
+        &repo().join("assets/labels.csv"),
+        &dir.join("assets.h5"),
+    )
 }
 
 /// A tiny network and a short cosine schedule, as a `--config` file.

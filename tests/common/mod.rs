@@ -90,11 +90,20 @@ pub fn tiny_network() -> spectrain::model::DenseNetConfig {
 
 /// The real dr10 test spectra with their Teff, log g, [Fe/H], prepared into `dir/data.h5`.
 pub fn real_dataset(dir: &Path) -> PathBuf {
-    let out = dir.join("data.h5");
+    prepared(
+        &repo().join("tests/data/dr10"),
+        &repo().join("tests/data/dr10/labels.csv"),
+        &dir.join("data.h5"),
+    )
+}
+
+/// The spectra under `spectra` with Teff, log g, [Fe/H] from `labels`,
+/// prepared with the published recipe into `out`.
+pub fn prepared(spectra: &Path, labels: &Path, out: &Path) -> PathBuf {
     spectrain::prepare::prepare(&spectrain::prepare::PrepareOptions {
-        spectra: repo().join("tests/data/dr10"),
-        labels: repo().join("tests/data/dr10/labels.csv"),
-        out: out.clone(),
+        spectra: spectra.to_path_buf(),
+        labels: labels.to_path_buf(),
+        out: out.to_path_buf(),
         join: spectrain::dataset::JoinKey::Obsid,
         columns: vec!["teff".into(), "logg".into(), "feh".into()],
         config: spectrain::PreprocessConfig::default(),
@@ -102,7 +111,7 @@ pub fn real_dataset(dir: &Path) -> PathBuf {
         progress: false,
     })
     .unwrap();
-    out
+    out.to_path_buf()
 }
 
 /// burn's CPU backend seeds one process-wide RNG, so trainings in one test

@@ -357,7 +357,7 @@ fn fold_ensemble(
     let compute = opts
         .train
         .backend
-        .resolve()
+        .open()
         .map_err(|e| CvError::Config(e.to_string()))?;
     let ensemble = Ensemble::load(&model_dir, &compute.device)
         .map_err(|source| CvError::Ensemble { fold: k, source })?;

@@ -17,31 +17,34 @@
 //! once in the same process disturb each other's draws: train one ensemble per
 //! process (as the CLI does) when results must be reproducible.
 
+mod curves;
 mod defaults;
 pub mod finetune;
+mod loss;
 pub mod sampling;
 
+pub use curves::EpochRecord;
 pub use defaults::default_training;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::nn::loss::{CrossEntropyLossConfig, HuberLossConfig, Reduction};
 use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer};
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::atomic::write_atomically;
 use crate::dataset::{Dataset, DatasetError};
 use crate::ensemble::{
-    forward_all, to_label_units, EnsembleSpec, FeatureScaler, InputEnvelope, Loss, Standardiser,
-    Task, TrainConfig, TrainingDomain,
+    forward_all, to_label_units, EnsembleSpec, FeatureScaler, InputEnvelope, Standardiser, Task,
+    TrainConfig, TrainingDomain,
 };
 use crate::evaluate::{classes_of, evaluate, label_columns, select_targets, Evaluation, Targets};
 use crate::lock::{FileLock, LockMode};
 use crate::metrics::{ClassificationMetrics, RegressionMetrics};
 use crate::model::{BackendChoice, ComputeDevice, DenseNetConfig, MlpConfig, ModelConfig, Network};
+use curves::{read_curves, write_curves};
 use sampling::{bootstrap, derive_seed, Split, SplitMix64};
 
 #[derive(Debug, thiserror::Error)]
@@ -104,19 +107,6 @@ fn optimizer(cfg: &TrainConfig) -> ModuleOptimizer {
     } else {
         AdamConfig::new().init()
     }
-}
-
-/// One row of a member's training curve.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EpochRecord {
-    pub epoch: usize,
-    pub train_loss: f64,
-    pub val_loss: f64,
-    /// The selection score (lower is better).
-    pub val_score: f64,
-    /// Validation MAE per label in label units (regression) or accuracy (classification).
-    pub val_per_label: Vec<f64>,
-    pub seconds: f64,
 }
 
 /// A member's training state, saved after every epoch.
@@ -248,48 +238,16 @@ impl Run<'_> {
         )
     }
 
+    /// The training loss of `pred` on dataset rows `rows` ([`loss::batch_loss`]).
     fn loss(&self, pred: Tensor<2>, rows: &[usize], device: &Device) -> Tensor<1> {
-        let l = self.targets.names.len();
-        match (self.targets.task, &self.spec.standardiser) {
-            (Task::Regress, Some(s)) => {
-                let y: Vec<f32> = rows
-                    .iter()
-                    .flat_map(|&r| {
-                        (0..l).map(move |j| {
-                            s.forward(j, self.targets.values[r * l + j] as f64) as f32
-                        })
-                    })
-                    .collect();
-                let y = Tensor::<2>::from_data(TensorData::new(y, [rows.len(), l]), device);
-                match self.spec.training.loss {
-                    Loss::Huber => HuberLossConfig::new(self.spec.training.huber_delta as f32)
-                        .init()
-                        .forward(pred, y, Reduction::Mean),
-                    Loss::Mae => (pred - y).abs().mean(),
-                    Loss::Smape => {
-                        // Back to label units: p * std + mean, per label.
-                        let row = |v: &[f64]| {
-                            let v: Vec<f32> = v.iter().map(|x| *x as f32).collect();
-                            Tensor::<2>::from_data(TensorData::new(v, [1, l]), device)
-                        };
-                        let (std, mean) = (row(&s.std), row(&s.mean));
-                        let p = pred * std.clone() + mean.clone();
-                        let y = y * std + mean;
-                        let num = (p.clone() - y.clone()).abs().mul_scalar(2.0);
-                        let den = p.abs() + y.abs() + 1e-8;
-                        (num / den).mean()
-                    }
-                }
-            }
-            _ => {
-                let y: Vec<i64> = rows
-                    .iter()
-                    .map(|&r| self.targets.values[r] as i64)
-                    .collect();
-                let y = Tensor::<1, Int>::from_data(TensorData::new(y, [rows.len()]), device);
-                CrossEntropyLossConfig::new().init(device).forward(pred, y)
-            }
-        }
+        loss::batch_loss(
+            &self.spec.training,
+            self.spec.standardiser.as_ref(),
+            self.targets,
+            pred,
+            rows,
+            device,
+        )
     }
 
     /// Validation loss, selection score and per-label values of a model.
@@ -627,53 +585,6 @@ pub(crate) fn selection_is_m2(targets: &Targets, train: &[usize]) -> bool {
     train
         .iter()
         .all(|&r| (0..l).all(|j| targets.values[r * l + j] > 0.0))
-}
-
-pub(crate) fn write_curves(
-    path: &Path,
-    names: &[String],
-    curves: &[EpochRecord],
-) -> std::io::Result<()> {
-    write_atomically(path, |tmp| {
-        let mut w = csv::Writer::from_path(tmp)?;
-        let mut header = vec![
-            "epoch".to_string(),
-            "train_loss".into(),
-            "val_loss".into(),
-            "val_score".into(),
-        ];
-        header.extend(names.iter().map(|n| format!("val_{n}")));
-        header.push("seconds".into());
-        w.write_record(&header)?;
-        for r in curves {
-            let mut row = vec![
-                r.epoch.to_string(),
-                r.train_loss.to_string(),
-                r.val_loss.to_string(),
-                r.val_score.to_string(),
-            ];
-            row.extend(r.val_per_label.iter().map(|v| v.to_string()));
-            row.push(format!("{:.3}", r.seconds));
-            w.write_record(&row)?;
-        }
-        w.flush()
-    })
-}
-
-/// (epoch, training loss, validation loss, validation score) rows of a member's CSV.
-pub(crate) fn read_curves(path: &Path) -> std::io::Result<crate::plot::Curve> {
-    let mut r = csv::Reader::from_path(path)?;
-    let mut out = Vec::new();
-    for rec in r.records() {
-        let rec = rec?;
-        let num = |i: usize| {
-            rec.get(i)
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(f64::NAN)
-        };
-        out.push((num(0) as usize, num(1), num(2), num(3)));
-    }
-    Ok(out)
 }
 
 /// `provenance.json`: where a model came from.

@@ -30,10 +30,11 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::Tensor;
 use serde::Serialize;
 
+use super::member::{Keep, MemberPlan, Run, Schedule};
 use super::sampling::{bootstrap, derive_seed, Split, SplitMix64};
 use super::{
-    gather, label_ranges, open_model_dir, score_members, write_json, Keep, MemberPlan, Provenance,
-    Run, Schedule, TrainError, TrainReport,
+    gather, label_ranges, open_model_dir, score_members, write_json, Provenance, TrainError,
+    TrainReport,
 };
 use crate::dataset::{select_targets, Dataset, Targets};
 use crate::ensemble::{Ensemble, EnsembleSpec, InputEnvelope, LrSchedule, Predictions, Task};

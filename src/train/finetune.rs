@@ -31,11 +31,10 @@ use burn::tensor::Tensor;
 use serde::Serialize;
 
 use super::member::{Keep, MemberPlan, Run, Schedule};
-use super::sampling::{bootstrap, derive_seed, Split, SplitMix64};
 use super::{
-    gather, label_ranges, open_model_dir, score_members, write_json, Provenance, TrainError,
-    TrainReport,
+    label_ranges, open_model_dir, score_members, write_json, Provenance, TrainError, TrainReport,
 };
+use crate::dataset::sampling::{bootstrap, derive_seed, gather, Split, SplitMix64};
 use crate::dataset::{select_targets, Dataset, Targets};
 use crate::ensemble::{Ensemble, EnsembleSpec, InputEnvelope, LrSchedule, Predictions, Task};
 use crate::metrics::{log10_tension, RegressionMetrics};

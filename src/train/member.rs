@@ -12,9 +12,9 @@ use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use super::curves::{write_curves, EpochRecord};
-use super::sampling::{derive_seed, Split, SplitMix64};
-use super::{gather, loss, selection_is_m2, write_json, MemberReport, TrainError};
+use super::{loss, selection_is_m2, write_json, MemberReport, TrainError};
 use crate::atomic::write_atomically;
+use crate::dataset::sampling::{derive_seed, gather, Split, SplitMix64};
 use crate::dataset::{Dataset, Targets};
 use crate::ensemble::{forward_all, to_label_units, EnsembleSpec, Task, TrainConfig};
 use crate::evaluate::{classes_of, evaluate, label_columns};

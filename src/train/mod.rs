@@ -16,13 +16,20 @@
 //! burn's CPU backend keeps one RNG per process, so two trainings running at
 //! once in the same process disturb each other's draws: train one ensemble per
 //! process (as the CLI does) when results must be reproducible.
+//!
+//! Here: the run (options, plan, model directory, provenance, scoring the
+//! ensemble). One member's loop, checkpoint and resume are in [`member`], the
+//! losses in [`loss`], the curve CSVs in [`curves`]; splits, bootstrap
+//! resamples and row gathering are the data's ([`crate::dataset::sampling`]).
 
 mod curves;
 mod defaults;
 pub mod finetune;
 mod loss;
 mod member;
-pub mod sampling;
+/// Moved to [`crate::dataset::sampling`]; the old path stays for the
+/// calibration tests, which still name it.
+pub use crate::dataset::sampling;
 
 use member::{Keep, MemberPlan, Run, Schedule};
 
@@ -35,15 +42,15 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::atomic::write_atomically;
-use crate::dataset::{Dataset, DatasetError};
+use crate::dataset::sampling::{bootstrap, derive_seed, gather, Split};
+use crate::dataset::{select_targets, Dataset, DatasetError, Targets};
 use crate::ensemble::{
     EnsembleSpec, FeatureScaler, InputEnvelope, Standardiser, Task, TrainConfig, TrainingDomain,
 };
-use crate::evaluate::{evaluate, select_targets, Evaluation, Targets};
+use crate::evaluate::{evaluate, Evaluation};
 use crate::lock::{FileLock, LockMode};
 use crate::model::{BackendChoice, ComputeDevice, DenseNetConfig, MlpConfig, ModelConfig};
 use curves::read_curves;
-use sampling::{bootstrap, derive_seed, Split};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -129,15 +136,6 @@ pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> std::io::Resul
             serde_json::to_string_pretty(value).expect("serialisable"),
         )
     })
-}
-
-/// Rows `rows` of row-major `inputs` with `per` values each.
-pub(crate) fn gather(inputs: &[f32], per: usize, rows: &[usize]) -> Vec<f32> {
-    let mut buf = Vec::with_capacity(rows.len() * per);
-    for &r in rows {
-        buf.extend_from_slice(&inputs[r * per..(r + 1) * per]);
-    }
-    buf
 }
 
 /// M2 selection when every label is strictly positive in the training split.

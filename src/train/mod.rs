@@ -45,7 +45,7 @@ use crate::atomic::write_atomically;
 use crate::dataset::sampling::{bootstrap, derive_seed, gather, Split};
 use crate::dataset::{select_targets, Dataset, DatasetError, Targets};
 use crate::ensemble::{
-    EnsembleSpec, FeatureScaler, InputEnvelope, Standardiser, Task, TrainConfig, TrainingDomain,
+    EnsembleSpec, FeatureScaler, Standardiser, Task, TrainConfig, TrainingDomain,
 };
 use crate::evaluate::{evaluate, Evaluation};
 use crate::lock::{FileLock, LockMode};
@@ -192,19 +192,6 @@ impl Provenance {
             parent: None,
         })
     }
-}
-
-/// Per label `[min, max]` of `rows` of row-major `[N, l]` values.
-pub(crate) fn label_ranges(values: &[f32], l: usize, rows: &[usize]) -> Vec<[f64; 2]> {
-    (0..l)
-        .map(|j| {
-            rows.iter()
-                .fold([f64::INFINITY, f64::NEG_INFINITY], |[lo, hi], &r| {
-                    let v = values[r * l + j] as f64;
-                    [lo.min(v), hi.max(v)]
-                })
-        })
-        .collect()
 }
 
 /// The network configuration fitted to a dataset: input size from the data,
@@ -453,18 +440,6 @@ impl Planned {
         let l = targets.names.len();
         let standardiser = (targets.task == Task::Regress)
             .then(|| Standardiser::fit(&targets.values, l, &split.train));
-        let snr: Vec<f64> = split
-            .train
-            .iter()
-            .map(|&r| data.snrg[r])
-            .filter(|s| s.is_finite())
-            .collect();
-        let snrg_range = (!snr.is_empty()).then(|| {
-            snr.iter()
-                .fold([f64::INFINITY, f64::NEG_INFINITY], |[lo, hi], &v| {
-                    [lo.min(v), hi.max(v)]
-                })
-        });
         let outputs = if targets.task == Task::Classify {
             targets.classes
         } else {
@@ -492,13 +467,16 @@ impl Planned {
             training: opts.training.clone(),
             preprocess: data.preprocess.clone(),
             standardiser,
-            domain: TrainingDomain {
-                label_ranges: label_ranges(&targets.values, l, &split.train),
-                snrg_range,
-                input_envelope: features
+            domain: TrainingDomain::fit(
+                &targets.values,
+                l,
+                &data.snrg,
+                // Spectra get an input envelope; catalog features do not.
+                features
                     .is_none()
-                    .then(|| InputEnvelope::fit(&data.inputs, data.input_len(), &split.train)),
-            },
+                    .then(|| (&data.inputs[..], data.input_len())),
+                &split.train,
+            ),
             features,
         };
         let cfg = &spec.training;

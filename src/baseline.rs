@@ -25,12 +25,11 @@ use smartcore::linear::ridge_regression::{
     RidgeRegression, RidgeRegressionParameters, RidgeRegressionSolverName,
 };
 
+use crate::dataset::sampling::{gather, Split};
 use crate::dataset::Targets;
 use crate::dataset::{select_targets, Dataset, DatasetError};
 use crate::ensemble::{FeatureScaler, Predictions, Task};
 use crate::evaluate::EvaluationReport;
-use crate::train::gather;
-use crate::train::sampling::Split;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]

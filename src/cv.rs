@@ -26,11 +26,10 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::baseline::{Budget, Method};
-use crate::dataset::{Dataset, DatasetError};
+use crate::dataset::sampling::SplitMix64;
+use crate::dataset::{select_targets, Dataset, DatasetError, Targets};
 use crate::ensemble::{Ensemble, Task, TrainConfig};
-use crate::evaluate::{select_targets, Targets};
 use crate::metrics::RegressionMetrics;
-use crate::train::sampling::SplitMix64;
 use crate::train::{TrainError, TrainOptions};
 
 #[derive(Debug, thiserror::Error)]
@@ -357,7 +356,7 @@ fn fold_ensemble(
     let compute = opts
         .train
         .backend
-        .resolve()
+        .open()
         .map_err(|e| CvError::Config(e.to_string()))?;
     let ensemble = Ensemble::load(&model_dir, &compute.device)
         .map_err(|source| CvError::Ensemble { fold: k, source })?;

@@ -15,6 +15,7 @@
 //! `dec`/`z`, and the row's id in both `ids` and `files`.
 
 pub mod labels;
+pub mod sampling;
 pub mod targets;
 
 use std::path::{Path, PathBuf};

@@ -2,6 +2,7 @@
 //! directory, and predicting with every member (mean and spread).
 
 pub mod calibration;
+pub mod domain;
 pub mod scaling;
 pub mod spec;
 
@@ -12,8 +13,9 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 
 pub use calibration::Calibration;
+pub use domain::{InputEnvelope, TrainingDomain};
 pub use scaling::{FeatureScaler, Standardiser};
-pub use spec::{EnsembleSpec, InputEnvelope, Loss, LrSchedule, Task, TrainConfig, TrainingDomain};
+pub use spec::{EnsembleSpec, Loss, LrSchedule, Task, TrainConfig};
 
 use crate::model::Network;
 

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::domain::TrainingDomain;
 use super::scaling::{FeatureScaler, Standardiser};
 use crate::model::ModelConfig;
 use crate::preprocess::PreprocessConfig;
@@ -155,62 +156,6 @@ impl TrainConfig {
         } else {
             Err(bad.join("; "))
         }
-    }
-}
-
-/// The range of the training data, for applicability flags at prediction time.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainingDomain {
-    /// Per label `[min, max]` of the training split.
-    pub label_ranges: Vec<[f64; 2]>,
-    /// `[min, max]` SNR(g) of the training split (NaN-free values only).
-    pub snrg_range: Option<[f64; 2]>,
-    /// Per-pixel range of the training inputs, for the applicability flag.
-    #[serde(default)]
-    pub input_envelope: Option<InputEnvelope>,
-}
-
-/// The per-pixel `[lo, hi]` envelope of the training inputs. An input with many
-/// pixels outside it looks like nothing the network was trained on (a cheap
-/// applicability-domain test: different spectral types, artefacts, bad
-/// calibration), even when its prediction looks ordinary.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct InputEnvelope {
-    pub lo: Vec<f32>,
-    pub hi: Vec<f32>,
-    /// Flag an input when more than this fraction of its pixels lie outside.
-    pub max_outside_fraction: f64,
-}
-
-impl InputEnvelope {
-    /// Default threshold: 5% of the pixels (205 of 4096).
-    pub const DEFAULT_MAX_OUTSIDE: f64 = 0.05;
-
-    /// The envelope of `rows` of row-major `inputs` with `len` values each.
-    pub fn fit(inputs: &[f32], len: usize, rows: &[usize]) -> Self {
-        let mut lo = vec![f32::INFINITY; len];
-        let mut hi = vec![f32::NEG_INFINITY; len];
-        for &r in rows {
-            for (k, v) in inputs[r * len..(r + 1) * len].iter().enumerate() {
-                lo[k] = lo[k].min(*v);
-                hi[k] = hi[k].max(*v);
-            }
-        }
-        Self {
-            lo,
-            hi,
-            max_outside_fraction: Self::DEFAULT_MAX_OUTSIDE,
-        }
-    }
-
-    /// Fraction of `x`'s pixels outside the envelope.
-    pub fn outside_fraction(&self, x: &[f32]) -> f64 {
-        let outside = x
-            .iter()
-            .zip(self.lo.iter().zip(&self.hi))
-            .filter(|(v, (lo, hi))| **v < **lo || **v > **hi)
-            .count();
-        outside as f64 / x.len().max(1) as f64
     }
 }
 

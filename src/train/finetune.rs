@@ -30,13 +30,11 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::Tensor;
 use serde::Serialize;
 
-use super::sampling::{bootstrap, derive_seed, Split, SplitMix64};
-use super::{
-    gather, label_ranges, open_model_dir, score_members, write_json, Keep, MemberPlan, Provenance,
-    Run, Schedule, TrainError, TrainReport,
-};
+use super::member::{Keep, MemberPlan, Run, Schedule};
+use super::{open_model_dir, score_members, write_json, Provenance, TrainError, TrainReport};
+use crate::dataset::sampling::{bootstrap, derive_seed, gather, Split, SplitMix64};
 use crate::dataset::{select_targets, Dataset, Targets};
-use crate::ensemble::{Ensemble, EnsembleSpec, InputEnvelope, LrSchedule, Predictions, Task};
+use crate::ensemble::{Ensemble, EnsembleSpec, LrSchedule, Predictions, Task, TrainingDomain};
 use crate::metrics::{log10_tension, RegressionMetrics};
 use crate::model::{BackendChoice, Network};
 
@@ -541,7 +539,6 @@ pub fn finetune(opts: &FinetuneOptions) -> Result<FinetuneReport, TrainError> {
         )));
     }
     let l = new_targets.names.len();
-    let new_ranges = label_ranges(&new_targets.values, l, &split.train);
     // Model-ready inputs: catalog features standardised with the parent's scaler.
     let standardised = |d: &Dataset| {
         let mut z = d.inputs.clone();
@@ -659,27 +656,18 @@ pub fn finetune(opts: &FinetuneOptions) -> Result<FinetuneReport, TrainError> {
     spec.training.seed = opts.seed;
     spec.training.val_fraction = opts.val_fraction;
     // What the model has now seen: the parent's domain widened by the new set.
-    for (r, n) in spec.domain.label_ranges.iter_mut().zip(&new_ranges) {
-        *r = [r[0].min(n[0]), r[1].max(n[1])];
-    }
-    let new_snr = split
-        .train
-        .iter()
-        .map(|&r| new.snrg[r])
-        .filter(|s| s.is_finite());
-    for s in new_snr {
-        spec.domain.snrg_range = Some(match spec.domain.snrg_range {
-            Some([lo, hi]) => [lo.min(s), hi.max(s)],
-            None => [s, s],
-        });
-    }
-    if let Some(env) = &mut spec.domain.input_envelope {
-        let add = InputEnvelope::fit(&new.inputs, new.input_len(), &split.train);
-        for k in 0..env.lo.len() {
-            env.lo[k] = env.lo[k].min(add.lo[k]);
-            env.hi[k] = env.hi[k].max(add.hi[k]);
-        }
-    }
+    // (The envelope only where the parent has one: spectra, not catalog features.)
+    let added = TrainingDomain::fit(
+        &new_targets.values,
+        l,
+        &new.snrg,
+        spec.domain
+            .input_envelope
+            .is_some()
+            .then(|| (&new.inputs[..], new.input_len())),
+        &split.train,
+    );
+    spec.domain.widen(&added);
     let lock = open_model_dir(&opts.out, &spec, opts.resume, opts.force)?;
     let mut provenance = Provenance::new("finetune", &compute, &opts.data)?;
     provenance.parent = Some(serde_json::json!({

@@ -1,5 +1,6 @@
-//! Deterministic randomness for splits, bootstrap resamples and batch order:
-//! SplitMix64, so a seed means the same thing on every platform and version.
+//! Which rows go where: the validation split, bootstrap resamples and batch
+//! order, drawn with SplitMix64 so a seed means the same thing on every
+//! platform and version, and [`gather`] to copy the chosen rows out.
 
 /// SplitMix64 (Steele et al. 2014): tiny, fast, and stable by construction.
 #[derive(Debug, Clone)]
@@ -70,6 +71,15 @@ pub fn bootstrap(rows: &[usize], seed: u64) -> Vec<usize> {
     (0..rows.len())
         .map(|_| rows[rng.below(rows.len())])
         .collect()
+}
+
+/// Rows `rows` of row-major `inputs` with `per` values each.
+pub fn gather(inputs: &[f32], per: usize, rows: &[usize]) -> Vec<f32> {
+    let mut buf = Vec::with_capacity(rows.len() * per);
+    for &r in rows {
+        buf.extend_from_slice(&inputs[r * per..(r + 1) * per]);
+    }
+    buf
 }
 
 #[cfg(test)]

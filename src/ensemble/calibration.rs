@@ -192,7 +192,7 @@ fn fit_label(err: &[f64], spread: &[f64]) -> (f64, f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::sampling::SplitMix64;
+    use crate::dataset::sampling::SplitMix64;
 
     /// Gaussian deviates by Box-Muller from a fixed seed.
     fn normals(n: usize, seed: u64) -> Vec<f64> {

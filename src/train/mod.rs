@@ -27,9 +27,6 @@ mod defaults;
 pub mod finetune;
 mod loss;
 mod member;
-/// Moved to [`crate::dataset::sampling`]; the old path stays for the
-/// calibration tests, which still name it.
-pub use crate::dataset::sampling;
 
 use member::{Keep, MemberPlan, Run, Schedule};
 

@@ -1,4 +1,4 @@
-//! `spectrain train`: a bootstrap ensemble, whole or one member at a time.
+//! `spectrain train`: an ensemble, whole or one member at a time.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

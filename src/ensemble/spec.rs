@@ -88,7 +88,10 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Huber loss transition point, on standardised targets.
     pub huber_delta: f64,
-    /// Resample the training split with replacement for each member.
+    /// Resample the training split with replacement for each member (the
+    /// paper); when false (the default) every member trains on the whole
+    /// training split and members differ by their seed (initialisation,
+    /// dropout, batch order), which cross-validated better.
     pub bootstrap: bool,
     /// Regression loss (classification always uses cross-entropy).
     pub loss: Loss,
@@ -108,7 +111,7 @@ impl Default for TrainConfig {
             val_fraction: 0.2,
             seed: 42,
             huber_delta: 1.0,
-            bootstrap: true,
+            bootstrap: false,
             loss: Loss::Huber,
         }
     }

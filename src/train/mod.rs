@@ -1,4 +1,4 @@
-//! `spectrain train`: a bootstrap ensemble of DenseNets on an HDF5 dataset
+//! `spectrain train`: an ensemble of DenseNets on an HDF5 dataset
 //! (METHOD section 5), written as a self-describing model directory.
 //!
 //! Model directory:

@@ -370,6 +370,39 @@ fn fit_ridge_labels(
         .collect()
 }
 
+/// The baselines' inputs: pixels as they are, or catalog features standardised
+/// with the training rows' statistics and missing values imputed with their
+/// mean, as `train` does. `baseline` and `cv` both prepare inputs through here.
+pub struct ModelInputs {
+    scaler: Option<FeatureScaler>,
+}
+
+impl ModelInputs {
+    /// Fitted on `train_rows` of `data`.
+    pub fn fit(data: &Dataset, train_rows: &[usize]) -> Self {
+        Self {
+            scaler: data
+                .features
+                .as_ref()
+                .map(|names| FeatureScaler::fit(names, &data.inputs, train_rows)),
+        }
+    }
+
+    /// Row-major raw inputs made model-ready.
+    pub fn prepare(&self, raw: &[f32]) -> Vec<f32> {
+        let mut x = raw.to_vec();
+        if let Some(s) = &self.scaler {
+            s.transform(&mut x);
+        }
+        x
+    }
+
+    /// Rows `rows` of `data`, model-ready.
+    pub fn rows(&self, data: &Dataset, rows: &[usize]) -> Vec<f32> {
+        self.prepare(&gather(&data.inputs, data.input_len(), rows))
+    }
+}
+
 /// Sizes and seed of the tree and ridge fits.
 #[derive(Debug, Clone, Copy)]
 pub struct Budget {
@@ -491,18 +524,8 @@ pub fn baseline(opts: &BaselineOptions) -> Result<(EvaluationReport, BaselineInf
         .map_err(|e| BaselineError::Config(e.to_string()))?;
     let split = Split::new(data.len(), opts.val_fraction, opts.seed);
     let f = data.input_len();
-    let scaler = data
-        .features
-        .as_ref()
-        .map(|names| FeatureScaler::fit(names, &data.inputs, &split.train));
-    let prepare = |inputs: &[f32]| {
-        let mut x = inputs.to_vec();
-        if let Some(s) = &scaler {
-            s.transform(&mut x);
-        }
-        x
-    };
-    let x_train = prepare(&gather(&data.inputs, f, &split.train));
+    let inputs = ModelInputs::fit(&data, &split.train);
+    let x_train = inputs.rows(&data, &split.train);
     // The scored set: the validation split, or another dataset.
     let test_data = match &opts.test {
         Some(path) => {
@@ -537,7 +560,7 @@ pub fn baseline(opts: &BaselineOptions) -> Result<(EvaluationReport, BaselineInf
                 .map_err(|e| BaselineError::Config(e.to_string()))?,
         ),
     };
-    let x_test = prepare(&gather(&scored.inputs, f, &scored_rows));
+    let x_test = inputs.rows(scored, &scored_rows);
     let (n_train, n_test) = (split.train.len(), scored_rows.len());
     let (pred, alphas) = fit_predict(
         opts.method,

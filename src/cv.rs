@@ -387,29 +387,15 @@ fn fold_baseline(
     train_rows: &[usize],
     test_rows: &[usize],
 ) -> Result<FoldPredictions, crate::baseline::BaselineError> {
-    let f = data.input_len();
-    let scaler = data
-        .features
-        .as_ref()
-        .map(|names| crate::ensemble::FeatureScaler::fit(names, &data.inputs, train_rows));
-    let prepare = |rows: &[usize]| {
-        let mut x: Vec<f32> = rows
-            .iter()
-            .flat_map(|&r| data.input(r).iter().copied())
-            .collect();
-        if let Some(s) = &scaler {
-            s.transform(&mut x);
-        }
-        x
-    };
+    let inputs = crate::baseline::ModelInputs::fit(data, train_rows);
     let (pred, _) = crate::baseline::fit_predict(
         method,
         targets,
         train_rows,
-        &prepare(train_rows),
-        &prepare(test_rows),
+        &inputs.rows(data, train_rows),
+        &inputs.rows(data, test_rows),
         test_rows.len(),
-        f,
+        data.input_len(),
         budget,
     )?;
     Ok(FoldPredictions {

@@ -202,6 +202,16 @@ pub fn log10_tension(mu_p: f64, s_p: f64, mu_t: f64, s_t: f64) -> f64 {
     (mu_p - mu_t).powi(2) / (2.0 * s2) / std::f64::consts::LN_10
 }
 
+/// Fraction of absolute errors `err` within `k` times their `sigma` (a zero
+/// sigma covers only a zero error); 0 for no rows.
+pub fn fraction_within(err: &[f64], sigma: &[f64], k: f64) -> f64 {
+    err.iter()
+        .zip(sigma)
+        .filter(|(e, s)| **e <= k * **s)
+        .count() as f64
+        / err.len().max(1) as f64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -411,14 +411,7 @@ pub fn calibration(
     spread: &[f64],
 ) -> Result<(), PlotError> {
     let ks: Vec<f64> = (0..=60).map(|i| i as f64 * 0.05).collect();
-    let within = |s: &[f64], k: f64| {
-        abs_error
-            .iter()
-            .zip(s)
-            .filter(|(e, s)| **e <= k * **s)
-            .count() as f64
-            / abs_error.len().max(1) as f64
-    };
+    let within = |s: &[f64], k: f64| crate::metrics::fraction_within(abs_error, s, k);
     // P(|z| <= k) for a standard normal, by erf's series (|k| <= 3 here).
     let gauss = |k: f64| {
         let x = k / std::f64::consts::SQRT_2;

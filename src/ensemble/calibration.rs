@@ -123,15 +123,10 @@ fn sigma(scale: f64, floor: f64, spread: f64) -> f64 {
 
 /// Fractions of `err` within 1 and 2 `sigma` (a zero sigma covers only a zero error).
 pub fn coverage(err: &[f64], sigma: &[f64]) -> [f64; 2] {
-    let n = err.len().max(1) as f64;
-    let within = |k: f64| {
-        err.iter()
-            .zip(sigma)
-            .filter(|(e, s)| **e <= k * **s)
-            .count() as f64
-            / n
-    };
-    [within(1.0), within(2.0)]
+    [
+        crate::metrics::fraction_within(err, sigma, 1.0),
+        crate::metrics::fraction_within(err, sigma, 2.0),
+    ]
 }
 
 /// `(scale, floor)` on a grid: the pair whose 1- and 2-sigma coverage is

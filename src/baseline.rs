@@ -580,6 +580,7 @@ pub fn baseline(opts: &BaselineOptions) -> Result<(EvaluationReport, BaselineInf
     let preds = Predictions {
         outputs: l,
         members: vec![pred],
+        sigma: None,
     };
     let implementation = match opts.method {
         Method::Rf => "smartcore 0.7 RandomForestRegressor (F/3 inputs per split)",
@@ -598,7 +599,6 @@ pub fn baseline(opts: &BaselineOptions) -> Result<(EvaluationReport, BaselineInf
         &scored_rows,
         &test_targets,
         &preds,
-        None,
     )?;
     let info = BaselineInfo {
         method: opts.method,

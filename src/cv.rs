@@ -363,7 +363,6 @@ fn fold_ensemble(
     let test = data.subset(test_rows);
     let preds = ensemble.predict(&test.inputs, 256);
     let l = ensemble.spec.label_names.len();
-    let cal = ensemble.calibration.as_ref();
     let each = |f: &dyn Fn(usize, usize) -> f64| -> Vec<f64> {
         (0..test_rows.len())
             .flat_map(|i| (0..l).map(move |j| (i, j)))
@@ -373,7 +372,7 @@ fn fold_ensemble(
     Ok(FoldPredictions {
         rows: test_rows.to_vec(),
         mean: each(&|i, j| preds.mean(i, j)),
-        sigma: Some(each(&|i, j| preds.sigma(cal, i, j))),
+        sigma: Some(each(&|i, j| preds.sigma(i, j))),
         spread: Some(each(&|i, j| preds.std(i, j))),
     })
 }

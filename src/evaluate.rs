@@ -171,7 +171,6 @@ impl Coverage {
         l: usize,
         truth: &[f64],
         preds: &crate::ensemble::Predictions,
-        calibration: Option<&crate::ensemble::Calibration>,
     ) -> Self {
         let n = preds.len();
         let keep: Vec<usize> = (0..n).filter(|&i| truth[i * l + j].is_finite()).collect();
@@ -179,16 +178,13 @@ impl Coverage {
             .iter()
             .map(|&i| (preds.mean(i, j) - truth[i * l + j]).abs())
             .collect();
-        let sigma: Vec<f64> = keep
-            .iter()
-            .map(|&i| preds.sigma(calibration, i, j))
-            .collect();
+        let sigma: Vec<f64> = keep.iter().map(|&i| preds.sigma(i, j)).collect();
         let spread: Vec<f64> = keep.iter().map(|&i| preds.std(i, j)).collect();
         let [sigma_1, sigma_2] = crate::ensemble::calibration::coverage(&err, &sigma);
         let [spread_1, spread_2] = crate::ensemble::calibration::coverage(&err, &spread);
         Self {
             label: label.to_string(),
-            calibrated: calibration.is_some(),
+            calibrated: preds.sigma.is_some(),
             sigma_1,
             sigma_2,
             mean_sigma: sigma.iter().sum::<f64>() / sigma.len().max(1) as f64,
@@ -267,15 +263,12 @@ pub fn evaluate_model(opts: &EvaluateOptions) -> Result<EvaluationReport, Evalua
         &rows,
         &targets,
         &preds,
-        ensemble.calibration.as_ref(),
     )?)
 }
 
 /// Scores `preds` (one per row of `rows`) against `targets` and writes
 /// `report.json`, `report.md` and, for regression, the plots into `out`.
-/// `calibration` turns member spreads into the reported sigma (see
-/// [`crate::ensemble::Calibration`]).
-#[allow(clippy::too_many_arguments)]
+/// The reported sigma is the predictions' own ([`crate::ensemble::Predictions::sigma`]).
 pub fn write_report(
     out: &std::path::Path,
     model: String,
@@ -284,7 +277,6 @@ pub fn write_report(
     rows: &[usize],
     targets: &Targets,
     preds: &crate::ensemble::Predictions,
-    calibration: Option<&crate::ensemble::Calibration>,
 ) -> std::io::Result<EvaluationReport> {
     let outputs = preds.outputs;
     let members: Vec<Evaluation> = preds
@@ -324,7 +316,7 @@ pub fn write_report(
             .names
             .iter()
             .enumerate()
-            .map(|(j, name)| Coverage::compute(name, j, l, &truth, preds, calibration))
+            .map(|(j, name)| Coverage::compute(name, j, l, &truth, preds))
             .collect()
     } else {
         Vec::new()
@@ -349,7 +341,7 @@ pub fn write_report(
         std::fs::write(tmp, report.markdown())
     })?;
     if regress {
-        draw_plots(out, targets, data, rows, preds, calibration);
+        draw_plots(out, targets, data, rows, preds);
     }
     Ok(report)
 }
@@ -439,7 +431,6 @@ fn draw_plots(
     data: &Dataset,
     rows: &[usize],
     preds: &crate::ensemble::Predictions,
-    calibration: Option<&crate::ensemble::Calibration>,
 ) {
     let l = targets.names.len();
     let snrg: Vec<f64> = rows.iter().map(|&r| data.snrg[r]).collect();
@@ -489,7 +480,7 @@ fn draw_plots(
                 name,
                 &residual.iter().map(|r| r.abs()).collect::<Vec<_>>(),
                 &(0..rows.len())
-                    .map(|i| preds.sigma(calibration, i, j))
+                    .map(|i| preds.sigma(i, j))
                     .collect::<Vec<_>>(),
                 &std,
             ),

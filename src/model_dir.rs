@@ -9,7 +9,8 @@
 //! member-NN.sha256     their SHA-256, `sha256sum -c` format, checked at every load
 //! member-NN.csv        training curves;  member-NN.json  best epoch and metrics
 //! member-NN.work/      checkpoint of an unfinished member (resume)
-//! metrics.json, curves.png, provenance.json, finetune.json, finetune.md
+//! metrics.json, curves.png, provenance.json, finetune.json, finetune.md, domains.png
+//! gate.json, gate-rows.f32, parent/   a fine-tuned model's domain gate and its parent
 //! train.lock           held while a run writes the directory
 //! ```
 
@@ -63,6 +64,17 @@ impl ModelDir {
     pub fn finetune_md(&self) -> PathBuf {
         self.root.join("finetune.md")
     }
+    /// A fine-tuned model's domain gate ([`crate::ensemble::gate`]).
+    pub fn gate(&self) -> PathBuf {
+        self.root.join("gate.json")
+    }
+    pub fn gate_rows(&self) -> PathBuf {
+        self.root.join("gate-rows.f32")
+    }
+    /// The parent model a gated fine-tuned model falls back to.
+    pub fn parent(&self) -> PathBuf {
+        self.root.join("parent")
+    }
     /// Held by a run writing the directory.
     pub fn train_lock(&self) -> PathBuf {
         self.root.join("train.lock")
@@ -89,7 +101,7 @@ impl ModelDir {
 
     /// Whether a directory entry is one spectrain writes in a model directory.
     pub fn is_own_entry(name: &str) -> bool {
-        const FILES: [&str; 9] = [
+        const FILES: [&str; 13] = [
             "spec.json",
             "calibration.json",
             "metrics.json",
@@ -99,6 +111,10 @@ impl ModelDir {
             "finetune.md",
             "train.lock",
             "finetune-domain.png",
+            "domains.png",
+            "gate.json",
+            "gate-rows.f32",
+            "parent",
         ];
         if FILES.contains(&name) {
             return true;
@@ -116,6 +132,49 @@ impl ModelDir {
                 &rest[digits..],
                 ".bpk" | ".sha256" | ".csv" | ".json" | ".work" | ".lock"
             )
+    }
+
+    /// Copies what [`crate::ensemble::Ensemble::load`] reads (spec, calibration,
+    /// member weights and checksums, and a gate with its parent, recursively)
+    /// of this `members`-member model into `to`, which must not exist:
+    /// written beside it and renamed, so `to` is whole or absent.
+    pub fn copy_model(&self, to: &Path, members: usize) -> std::io::Result<()> {
+        let name = to
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = to.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp)?;
+        }
+        std::fs::create_dir_all(&tmp)?;
+        let dest = Self::new(&tmp);
+        let mut files = vec![(self.spec(), dest.spec())];
+        for m in 0..members {
+            files.push((self.member_weights(m), dest.member_weights(m)));
+            files.push((self.member_checksum(m), dest.member_checksum(m)));
+        }
+        for (from, to) in [
+            (self.calibration(), dest.calibration()),
+            (self.gate(), dest.gate()),
+            (self.gate_rows(), dest.gate_rows()),
+        ] {
+            if from.exists() {
+                files.push((from, to));
+            }
+        }
+        for (from, to) in &files {
+            std::fs::copy(from, to)?;
+        }
+        if self.gate().exists() {
+            self.parent_model().copy_model(&dest.parent(), members)?;
+        }
+        std::fs::rename(&tmp, to)
+    }
+
+    /// The parent model directory of a gated model.
+    pub fn parent_model(&self) -> Self {
+        Self::new(&self.parent())
     }
 
     /// Records the SHA-256 of member `m`'s weights file `weights` (which may

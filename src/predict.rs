@@ -228,7 +228,6 @@ pub fn prediction_columns(spec: &crate::ensemble::EnsembleSpec) -> Vec<String> {
 /// label lies outside the training label range.
 pub fn prediction_cells(
     spec: &crate::ensemble::EnsembleSpec,
-    calibration: Option<&crate::ensemble::Calibration>,
     preds: &crate::ensemble::Predictions,
     i: usize,
 ) -> (Vec<String>, bool) {
@@ -240,7 +239,7 @@ pub fn prediction_cells(
                 let mean = preds.mean(i, j);
                 out_of_range |= mean < range[0] || mean > range[1];
                 row.push(fmt_float(mean));
-                row.push(fmt_float(preds.sigma(calibration, i, j)));
+                row.push(fmt_float(preds.sigma(i, j)));
                 row.push(fmt_float(preds.std(i, j)));
             }
         }
@@ -667,7 +666,7 @@ fn kept_row(
     row.extend(identity(Some(m)));
     row.extend(["ok".to_string(), String::new()]);
     let outputs = preds.outputs;
-    let (cells, out_of_range) = prediction_cells(spec, ensemble.calibration.as_ref(), preds, i);
+    let (cells, out_of_range) = prediction_cells(spec, preds, i);
     row.extend(cells);
     let low_snr = match (spec.domain.snrg_range, m.snrg) {
         (Some([lo, _]), Some(s)) => s < lo,

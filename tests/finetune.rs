@@ -11,7 +11,9 @@ use common::*;
 use spectrain::ensemble::{Loss, TrainConfig};
 use spectrain::model::BackendChoice;
 use spectrain::table::{prepare_table, MissingFeatures, PrepareTableOptions};
-use spectrain::train::finetune::{finetune, AnchorPool, FinetuneOptions, FinetuneReport, Freeze};
+use spectrain::train::finetune::{
+    finetune, AnchorFrom, AnchorPool, FinetuneOptions, FinetuneReport, Freeze,
+};
 
 fn prepare(table: &Path, out: &Path) {
     prepare_table(&PrepareTableOptions {
@@ -91,8 +93,11 @@ fn finetuning_learns_the_new_scale_reproducibly_and_names_its_parent() {
         seed: 5,
         anchor: Some(base.clone()),
         anchor_count: 10,
+        anchor_from: AnchorFrom::Outside,
         freeze: Freeze::Norm,
         l2sp: 0.0,
+        gate: true,
+        gate_width: FinetuneOptions::DEFAULT_GATE_WIDTH,
         check: vec![],
         backend: BackendChoice::Cpu,
         resume: false,
@@ -271,8 +276,11 @@ fn frozen_parts_stay_bit_equal_to_the_parent() {
         seed: 9,
         anchor: Some(base.clone()),
         anchor_count: 20,
+        anchor_from: AnchorFrom::Outside,
         freeze,
         l2sp: 0.1,
+        gate: false,
+        gate_width: FinetuneOptions::DEFAULT_GATE_WIDTH,
         check: vec![],
         backend: BackendChoice::Cpu,
         resume: false,
@@ -287,6 +295,122 @@ fn frozen_parts_stay_bit_equal_to_the_parent() {
     // `norm`: batch-norm parameters and running statistics stay; linears train.
     run(&opts(Freeze::Norm, "norm"));
     assert_kept(&model, &tmp.path().join("norm"), |p| p.contains("norm"));
+}
+
+/// The relabelled stars of [`relabelled`] hotter than log Teff 3.85 only: a
+/// new set covering part of the parent's domain.
+fn relabelled_hot(dir: &Path) -> PathBuf {
+    let all = std::fs::read_to_string(relabelled(dir)).unwrap();
+    let mut lines = all.lines();
+    let mut w = format!("{}\n", lines.next().unwrap());
+    for line in lines.filter(|l| l.split(',').nth(1).unwrap().parse::<f64>().unwrap() > 3.85) {
+        w.push_str(line);
+        w.push('\n');
+    }
+    let path = dir.join("relabelled-hot.csv");
+    std::fs::write(&path, w).unwrap();
+    path
+}
+
+#[test]
+fn the_gate_keeps_the_parent_far_from_the_new_set_and_the_finetuned_members_inside_it() {
+    use spectrain::dataset::Dataset;
+    use spectrain::ensemble::Ensemble;
+    let tmp = tempfile::tempdir().unwrap();
+    let (base, model) = parent(tmp.path());
+    let new = tmp.path().join("hot.h5");
+    prepare(&relabelled_hot(tmp.path()), &new);
+    let opts = FinetuneOptions {
+        steps: 60,
+        lr: Some(3e-3),
+        batch: Some(16),
+        val_fraction: 0.3,
+        seed: 4,
+        anchor: Some(base.clone()),
+        anchor_count: 20,
+        backend: BackendChoice::Cpu,
+        ..FinetuneOptions::new(model.clone(), new.clone(), tmp.path().join("gated"))
+    };
+    let r = run(&opts);
+    let g = r.gate.expect("a gate by default");
+    assert!(g.inner > 0.0 && g.outer > g.inner, "{g:?}");
+    let ungated = run(&FinetuneOptions {
+        gate: false,
+        out: tmp.path().join("ungated"),
+        ..opts.clone()
+    });
+    assert!(ungated.gate.is_none());
+    assert!(!tmp.path().join("ungated/gate.json").exists());
+    // Anchors from everywhere: the pool is the parent's whole training split.
+    let everywhere = run(&FinetuneOptions {
+        anchor_from: AnchorFrom::Everywhere,
+        out: tmp.path().join("everywhere"),
+        ..opts.clone()
+    });
+    let rows = spectrain::dataset::Dataset::read(&base).unwrap().len();
+    let spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("spec.json")).unwrap()).unwrap();
+    let t = &spec["training"];
+    let split = spectrain::dataset::sampling::Split::new(
+        rows,
+        t["val_fraction"].as_f64().unwrap(),
+        t["seed"].as_u64().unwrap(),
+    );
+    assert_eq!(everywhere.anchor_pool, split.train.len());
+    assert!(r.anchor_pool < split.train.len());
+
+    // Every row of the parent's data through the three models.
+    let _one = one_at_a_time();
+    let device = BackendChoice::Cpu.open().unwrap().device;
+    let parent = Ensemble::load(&model, &device).unwrap();
+    let gated = Ensemble::load(&opts.out, &device).unwrap();
+    let plain = Ensemble::load(&tmp.path().join("ungated"), &device).unwrap();
+    let data = Dataset::read(&base).unwrap();
+    let (pp, pg, pu) = (
+        parent.predict(&data.inputs, 256),
+        gated.predict(&data.inputs, 256),
+        plain.predict(&data.inputs, 256),
+    );
+    // The gated model's own members are the ungated model's, bit for bit.
+    assert_eq!(gated.predict_own(&data.inputs, 256), pu);
+    let mut z = data.inputs.clone();
+    gated.spec.features.as_ref().unwrap().transform(&mut z);
+    let w = gated.gate.as_ref().unwrap().gate.weights(&z);
+    let (mut inside, mut outside, mut between) = (0, 0, 0);
+    for (i, &w) in w.iter().enumerate() {
+        let v = |p: &spectrain::ensemble::Predictions| (p.mean(i, 0), p.sigma(i, 0), p.std(i, 0));
+        if w == 0.0 {
+            // Far from the new set: the parent's prediction, bit for bit.
+            assert_eq!(v(&pg), v(&pp), "row {i}");
+            outside += 1;
+        } else if w == 1.0 {
+            assert_eq!(v(&pg), v(&pu), "row {i}");
+            inside += 1;
+        } else {
+            let blend = w * pu.mean(i, 0) + (1.0 - w) * pp.mean(i, 0);
+            assert!((pg.mean(i, 0) - blend).abs() < 1e-5, "row {i}");
+            between += 1;
+        }
+    }
+    assert!(
+        inside > 20 && outside > 100,
+        "{inside} in, {between} between, {outside} out"
+    );
+    // The cool stars the new set never covered keep the parent's masses.
+    let cool: Vec<usize> = (0..data.len())
+        .filter(|&i| (data.inputs[i * 2] as f64) < 3.78)
+        .collect();
+    assert!(cool.iter().all(|&i| w[i] == 0.0), "a cool star is gated in");
+
+    // A changed parent copy is refused at load, naming the file.
+    let spec = opts.out.join("parent/spec.json");
+    let text = std::fs::read_to_string(&spec).unwrap();
+    std::fs::write(&spec, text.replacen('{', "{ ", 1)).unwrap();
+    let err = Ensemble::load(&opts.out, &device)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("parent/spec.json"), "{err}");
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 
-use spectrain::train::finetune::{finetune, FinetuneOptions, Freeze};
+use spectrain::train::finetune::{finetune, AnchorFrom, FinetuneOptions, Freeze};
 
 use super::args::{at_least, fraction, positive, BackendArg, ForceArg, ResumeArg};
 
@@ -46,6 +46,12 @@ pub struct FinetuneArgs {
     /// (README); 30 let it double.
     #[arg(long, default_value_t = FinetuneOptions::DEFAULT_ANCHOR_COUNT, requires = "anchor")]
     anchor_count: usize,
+    /// Which parent rows may be anchors: `outside` the new set's domain (a new
+    /// set on another label scale), or `everywhere` (the same label scale,
+    /// extending the domain: the parent's stars beside the new ones keep
+    /// their labels).
+    #[arg(long, value_enum, default_value = "outside", requires = "anchor")]
+    anchor_from: AnchorFrom,
     /// What keeps the parent's values: `norm` (batch-norm statistics and
     /// affine parameters), `features` (everything but the head), `none`.
     #[arg(long, value_enum, default_value_t = FinetuneOptions::DEFAULT_FREEZE)]
@@ -57,6 +63,15 @@ pub struct FinetuneArgs {
     /// outside the new set's domain.
     #[arg(long, value_name = "DATA.h5")]
     check: Vec<PathBuf>,
+    /// Do not gate: the fine-tuned members answer everywhere. By default a
+    /// star unlike the new set (beyond its domain radius r, by distance to
+    /// the k-th nearest new row in standardised inputs) gets the parent's
+    /// prediction, blended linearly to the fine-tuned one inside r.
+    #[arg(long)]
+    no_gate: bool,
+    /// The gate's blend zone: the fine-tuned weight falls from 1 at r to 0 at r * (1 + W).
+    #[arg(long, value_name = "W", default_value_t = FinetuneOptions::DEFAULT_GATE_WIDTH, value_parser = positive)]
+    gate_width: f64,
     #[command(flatten)]
     backend: BackendArg,
     #[command(flatten)]
@@ -77,8 +92,11 @@ pub fn run(a: FinetuneArgs, progress: bool) -> Result<ExitCode> {
         seed: a.seed,
         anchor: a.anchor,
         anchor_count: a.anchor_count,
+        anchor_from: a.anchor_from,
         freeze: a.freeze,
         l2sp: a.l2sp,
+        gate: !a.no_gate,
+        gate_width: a.gate_width,
         check: a.check,
         backend: a.backend.backend,
         resume: a.resume.resume,

@@ -243,6 +243,7 @@ mod tests {
         let preds = Predictions {
             outputs: 1,
             members: vec![m0, m1],
+            sigma: None,
         };
         let cal = Calibration::fit(&["x".to_string()], &preds, &truth, "test");
         cal.check(&["x".to_string()]).unwrap();

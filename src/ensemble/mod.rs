@@ -3,6 +3,7 @@
 
 pub mod calibration;
 pub mod domain;
+pub mod gate;
 pub mod scaling;
 pub mod spec;
 
@@ -14,6 +15,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 pub use calibration::Calibration;
 pub use domain::{InputEnvelope, TrainingDomain};
+pub use gate::Gate;
 pub use scaling::{FeatureScaler, Standardiser};
 pub use spec::{EnsembleSpec, Loss, LrSchedule, Task, TrainConfig};
 
@@ -37,7 +39,16 @@ pub struct Ensemble {
     /// The uncertainty model of a regression ensemble (`calibration.json`);
     /// `None` for classification and for models trained before it existed.
     pub calibration: Option<Calibration>,
+    /// A fine-tuned model's domain gate and the parent it falls back to.
+    pub gate: Option<Box<Gated>>,
     pub device: Device,
+}
+
+/// The gate of a fine-tuned ensemble ([`gate`]): its members answer where
+/// `gate` gives weight 1, `parent`'s where it gives 0.
+pub struct Gated {
+    pub gate: Gate,
+    pub parent: Ensemble,
 }
 
 /// Predictions for `n` spectra: member values `[members][n * outputs]` in label
@@ -46,6 +57,10 @@ pub struct Ensemble {
 pub struct Predictions {
     pub outputs: usize,
     pub members: Vec<Vec<f32>>,
+    /// The reported 1-sigma uncertainty of each value `[n * outputs]` where
+    /// the model has one (`calibration.json`, blended by a gate); `None`: the
+    /// member spread is reported.
+    pub sigma: Option<Vec<f64>>,
 }
 
 impl Predictions {
@@ -67,9 +82,11 @@ impl Predictions {
 
     /// The reported 1-sigma uncertainty of label `o` for spectrum `i`: the
     /// calibrated sigma where the model has a calibration, else the spread.
-    pub fn sigma(&self, calibration: Option<&Calibration>, i: usize, o: usize) -> f64 {
-        let spread = self.std(i, o);
-        calibration.map_or(spread, |c| c.sigma(o, spread))
+    pub fn sigma(&self, i: usize, o: usize) -> f64 {
+        match &self.sigma {
+            Some(s) => s[i * self.outputs + o],
+            None => self.std(i, o),
+        }
     }
 
     /// Member standard deviation (divisor M) of output `o` for spectrum `i`.
@@ -199,10 +216,33 @@ impl Ensemble {
             }
             _ => None,
         };
+        let gate = match gate::Gate::load(dir)
+            .map_err(|(path, reason)| EnsembleError::Invalid { path, reason })?
+        {
+            Some(gate) => {
+                let parent_dir = files.parent();
+                let parent = Self::load(&parent_dir, device)?;
+                let fits = parent.members.len() == members.len()
+                    && parent.spec.label_names == spec.label_names
+                    && parent.spec.task == spec.task
+                    && parent.input_len() == spec.input_len()
+                    && gate.per == spec.input_len();
+                if !fits {
+                    return Err(EnsembleError::Invalid {
+                        path: parent_dir,
+                        reason: "the gate's parent does not match this model (members, labels or inputs)"
+                            .into(),
+                    });
+                }
+                Some(Box::new(Gated { gate, parent }))
+            }
+            None => None,
+        };
         Ok(Self {
             spec,
             members,
             calibration,
+            gate,
             device: device.clone(),
         })
     }
@@ -214,17 +254,58 @@ impl Ensemble {
 
     /// Predicts row-major inputs `[n, input_len]` (preprocessed spectra, or raw
     /// catalog features, which are standardised and imputed here) with every member.
+    ///
+    /// A gated model (fine-tuned) blends each member with its parent member
+    /// by the gate's weight of the input, and its sigma likewise.
     pub fn predict(&self, inputs: &[f32], batch: usize) -> Predictions {
-        let scaled;
-        let inputs = match &self.spec.features {
+        let own = self.predict_own(inputs, batch);
+        let Some(gated) = &self.gate else {
+            return own;
+        };
+        let weights = gated.gate.weights(&self.model_ready(inputs));
+        let parent = gated.parent.predict(inputs, batch);
+        let outputs = own.outputs;
+        let members = own
+            .members
+            .iter()
+            .zip(&parent.members)
+            .map(|(c, p)| {
+                c.iter()
+                    .zip(p)
+                    .enumerate()
+                    .map(|(k, (&c, &p))| blend(weights[k / outputs], c as f64, p as f64) as f32)
+                    .collect()
+            })
+            .collect();
+        let sigma = (0..weights.len() * outputs)
+            .map(|k| {
+                let (i, o) = (k / outputs, k % outputs);
+                blend(weights[i], own.sigma(i, o), parent.sigma(i, o))
+            })
+            .collect();
+        Predictions {
+            outputs,
+            members,
+            sigma: (self.spec.task == Task::Regress).then_some(sigma),
+        }
+    }
+
+    /// Model-ready inputs: catalog features standardised and imputed, spectra as they are.
+    fn model_ready<'a>(&self, inputs: &'a [f32]) -> std::borrow::Cow<'a, [f32]> {
+        match &self.spec.features {
             Some(scaler) => {
                 let mut x = inputs.to_vec();
                 scaler.transform(&mut x);
-                scaled = x;
-                &scaled
+                std::borrow::Cow::Owned(x)
             }
-            None => inputs,
-        };
+            None => std::borrow::Cow::Borrowed(inputs),
+        }
+    }
+
+    /// [`Ensemble::predict`] with this model's own members only (no gate).
+    pub fn predict_own(&self, inputs: &[f32], batch: usize) -> Predictions {
+        let inputs = self.model_ready(inputs);
+        let inputs = &inputs[..];
         let per = self.input_len();
         let outputs = self.spec.model.outputs();
         let members = self
@@ -241,7 +322,31 @@ impl Ensemble {
                 )
             })
             .collect();
-        Predictions { outputs, members }
+        let mut preds = Predictions {
+            outputs,
+            members,
+            sigma: None,
+        };
+        if let Some(c) = &self.calibration {
+            let n = preds.len();
+            preds.sigma = Some(
+                (0..n * outputs)
+                    .map(|k| c.sigma(k % outputs, preds.std(k / outputs, k % outputs)))
+                    .collect(),
+            );
+        }
+        preds
+    }
+}
+
+/// `w * child + (1 - w) * parent`, exactly `parent` at `w = 0` and `child` at `w = 1`.
+fn blend(w: f64, child: f64, parent: f64) -> f64 {
+    if w <= 0.0 {
+        parent
+    } else if w >= 1.0 {
+        child
+    } else {
+        w * child + (1.0 - w) * parent
     }
 }
 

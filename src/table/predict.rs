@@ -138,8 +138,7 @@ pub fn predict_table(opts: &PredictTableOptions) -> Result<PredictTableSummary, 
                         summary.imputed += usize::from(!missing.is_empty());
                         out.push("ok".into());
                         out.push(String::new());
-                        let (cells, out_of_range) =
-                            prediction_cells(spec, ensemble.calibration.as_ref(), &preds, k);
+                        let (cells, out_of_range) = prediction_cells(spec, &preds, k);
                         out.extend(cells);
                         let imputed: Vec<&str> =
                             missing.iter().map(|&m| scaler.names[m].as_str()).collect();

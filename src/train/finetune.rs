@@ -2,12 +2,16 @@
 //!
 //! Every member of a trained ensemble starts from its own weights and trains
 //! for a short schedule (a number of optimizer steps) on a bootstrap of a
-//! small new dataset, with three defences for what the parent already knew:
+//! small new dataset, with four defences for what the parent already knew:
 //!
+//! - **the domain gate** (default): the model directory keeps the parent
+//!   (`parent/`) and the new set's rows; far from them the parent's members
+//!   answer, bit for bit ([`crate::ensemble::gate`]);
 //! - **anchors**: rows of the parent's training split that lie away from the
 //!   new set in the model's own standardised input space (k-nearest-neighbour
-//!   distance, [`AnchorPool`]), stratified over the old domain, join each
-//!   member's training set with their own labels;
+//!   distance, [`AnchorPool`]; or every row, [`AnchorFrom::Everywhere`]),
+//!   stratified over the old domain, join each member's training set with
+//!   their own labels;
 //! - **frozen batch norms** (`Freeze::Norm`, the default): the parent's
 //!   running statistics stay; re-estimating them on the fine-tuning batches
 //!   was what shifted predictions everywhere (issue 14);
@@ -34,7 +38,10 @@ use super::member::{Keep, MemberPlan, Run, Schedule};
 use super::{open_model_dir, score_members, write_json, Provenance, TrainError, TrainReport};
 use crate::dataset::sampling::{bootstrap, derive_seed, gather, Split, SplitMix64};
 use crate::dataset::{select_targets, Dataset, Targets};
-use crate::ensemble::{Ensemble, EnsembleSpec, LrSchedule, Predictions, Task, TrainingDomain};
+use crate::ensemble::gate::dist2;
+use crate::ensemble::{
+    Ensemble, EnsembleSpec, Gate, LrSchedule, Predictions, Task, TrainingDomain,
+};
 use crate::metrics::{log10_tension, RegressionMetrics};
 use crate::model::{BackendChoice, Network};
 
@@ -58,10 +65,18 @@ pub struct FinetuneOptions {
     pub anchor: Option<PathBuf>,
     /// Anchor rows added to each member's training set.
     pub anchor_count: usize,
+    /// Where in the old domain anchors may lie.
+    pub anchor_from: AnchorFrom,
     /// What stays as the parent left it.
     pub freeze: Freeze,
     /// L2-SP strength: `alpha * sum (w - w_parent)^2` joins the loss (0: off).
     pub l2sp: f64,
+    /// Gate the fine-tuned members by the new set's domain ([`crate::ensemble::gate`]):
+    /// far from it the parent answers unchanged.
+    pub gate: bool,
+    /// The gate's blend zone: the child's weight falls from 1 at the domain
+    /// radius r to 0 at `r * (1 + gate_width)`.
+    pub gate_width: f64,
     /// Further labelled datasets scored before and after (real stars outside
     /// the new set's domain): `finetune.md` gets one table each.
     pub check: Vec<PathBuf>,
@@ -82,6 +97,8 @@ impl FinetuneOptions {
     /// Frozen batch norms: re-estimated statistics moved predictions everywhere.
     pub const DEFAULT_FREEZE: Freeze = Freeze::Norm;
     pub const DEFAULT_L2SP: f64 = 0.1;
+    /// The gate blends over one domain radius beyond the radius.
+    pub const DEFAULT_GATE_WIDTH: f64 = 1.0;
 
     /// Fine-tuning of `model` on `data` into `out` with the defaults
     /// `spectrain finetune` uses: no anchor set, no check sets, the parent's
@@ -98,8 +115,11 @@ impl FinetuneOptions {
             seed: Self::DEFAULT_SEED,
             anchor: None,
             anchor_count: Self::DEFAULT_ANCHOR_COUNT,
+            anchor_from: AnchorFrom::Outside,
             freeze: Self::DEFAULT_FREEZE,
             l2sp: Self::DEFAULT_L2SP,
+            gate: true,
+            gate_width: Self::DEFAULT_GATE_WIDTH,
             check: Vec::new(),
             backend: BackendChoice::Auto,
             resume: false,
@@ -107,6 +127,21 @@ impl FinetuneOptions {
             progress: false,
         }
     }
+}
+
+/// Which of the parent's training rows may be anchors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum AnchorFrom {
+    /// Only rows away from the new set in input space: for a new set whose
+    /// labels are on another scale than the parent's (real stars after
+    /// isochrones), where parent rows beside it would contradict it.
+    Outside,
+    /// Every training row, stratified over the whole old domain (rehearsal):
+    /// for a new set on the same label scale that extends the domain (hotter
+    /// stars of the same survey), where the parent's stars beside the new
+    /// ones are as true as they are.
+    Everywhere,
 }
 
 /// What fine-tuning leaves as the parent had it.
@@ -134,6 +169,10 @@ pub const ANCHOR_RADIUS_QUANTILE: f64 = 0.9;
 pub struct Comparison {
     pub set: String,
     pub rows: usize,
+    /// With a gate: rows the fine-tuned members answer alone, rows blended,
+    /// and rows the parent answers alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gated: Option<[usize; 3]>,
     pub labels: Vec<LabelComparison>,
 }
 
@@ -152,6 +191,15 @@ pub struct Scores {
     pub in_tension: f64,
 }
 
+/// The gate `finetune` wrote: neighbours and blend distances.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct GateSummary {
+    pub neighbours: usize,
+    pub inner: f64,
+    pub outer: f64,
+    pub rows: usize,
+}
+
 /// `finetune.json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct FinetuneReport {
@@ -162,10 +210,13 @@ pub struct FinetuneReport {
     pub batch: usize,
     pub anchors_per_member: usize,
     pub anchor_pool: usize,
+    pub anchor_from: AnchorFrom,
     /// The new set's domain radius in standardised input units.
     pub anchor_radius: Option<f64>,
     pub freeze: Freeze,
     pub l2sp: f64,
+    /// The domain gate written with the model, if any.
+    pub gate: Option<GateSummary>,
     /// Where each reference uncertainty of the tension came from.
     pub reference_errors: Vec<String>,
     pub held_out: Comparison,
@@ -243,9 +294,27 @@ fn compare(
     let inputs = gather(&data.inputs, data.input_len(), rows);
     let (pp, pc) = (parent.predict(&inputs, 256), child.predict(&inputs, 256));
     let (errs, _) = reference_errors(data, &targets.names);
+    let gated = child.gate.as_ref().map(|g| {
+        let mut z = inputs.clone();
+        if let Some(f) = &child.spec.features {
+            f.transform(&mut z);
+        }
+        let mut counts = [0usize; 3];
+        for w in g.gate.weights(&z) {
+            counts[if w >= 1.0 {
+                0
+            } else if w > 0.0 {
+                1
+            } else {
+                2
+            }] += 1;
+        }
+        counts
+    });
     Comparison {
         set: set.to_string(),
         rows: rows.len(),
+        gated,
         labels: targets
             .names
             .iter()
@@ -290,17 +359,6 @@ fn compatible(data: &Dataset, path: &Path, spec: &EnsembleSpec) -> Result<Target
     select_targets(data, Some(&spec.label_names), spec.task).map_err(|e| bad(e.to_string()))
 }
 
-/// Squared Euclidean distance of two rows.
-fn dist2(a: &[f32], b: &[f32]) -> f64 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| {
-            let d = (*x - *y) as f64;
-            d * d
-        })
-        .sum()
-}
-
 /// For each row of `from` (in `za`), the distance to its `k`-th nearest row of
 /// `to` (in `zb`), skipping the row itself when `za` and `zb` are one table.
 fn kth_distance(
@@ -332,6 +390,24 @@ fn kth_distance(
         .collect()
 }
 
+/// The new set's domain in input space: the neighbour count k and the
+/// radius, the `ANCHOR_RADIUS_QUANTILE` quantile over `new_rows` (of `zn`) of
+/// the distance to their k-th nearest other new row.
+pub fn domain_radius(zn: &[f32], per: usize, new_rows: &[usize]) -> (usize, f64) {
+    let k = ANCHOR_NEIGHBOURS
+        .min(new_rows.len().saturating_sub(1))
+        .max(1);
+    let mut own = kth_distance(zn, zn, per, new_rows, new_rows, k, true);
+    own.retain(|d| d.is_finite());
+    own.sort_by(f64::total_cmp);
+    let radius = if own.is_empty() {
+        0.0
+    } else {
+        own[((own.len() - 1) as f64 * ANCHOR_RADIUS_QUANTILE).round() as usize]
+    };
+    (k, radius)
+}
+
 /// The rows anchors are drawn from, grouped into strata that tile the old
 /// domain evenly.
 #[derive(Debug, Clone, Default)]
@@ -359,17 +435,7 @@ impl AnchorPool {
         candidates: &[usize],
         new_rows: &[usize],
     ) -> Self {
-        let k = ANCHOR_NEIGHBOURS
-            .min(new_rows.len().saturating_sub(1))
-            .max(1);
-        let mut own = kth_distance(zn, zn, per, new_rows, new_rows, k, true);
-        own.retain(|d| d.is_finite());
-        own.sort_by(f64::total_cmp);
-        let radius = if own.is_empty() {
-            0.0
-        } else {
-            own[((own.len() - 1) as f64 * ANCHOR_RADIUS_QUANTILE).round() as usize]
-        };
+        let (k, radius) = domain_radius(zn, per, new_rows);
         let far = kth_distance(zb, zn, per, candidates, new_rows, k, false);
         Self {
             rows: candidates
@@ -496,6 +562,19 @@ impl L2Sp {
 }
 
 /// The seed of fine-tuned member `m`.
+/// Copies the parent model into `out/parent` (replacing a copy a killed run
+/// left) and writes the gate beside it.
+fn write_gate(parent: &Path, out: &Path, gate: &Gate, members: usize) -> Result<(), TrainError> {
+    let files = crate::model_dir::ModelDir::new(out);
+    let copy = files.parent();
+    if copy.exists() {
+        std::fs::remove_dir_all(&copy)?;
+    }
+    crate::model_dir::ModelDir::new(parent).copy_model(&copy, members)?;
+    gate.save(out, &copy, members)?;
+    Ok(())
+}
+
 fn member_seed(seed: u64, m: usize) -> u64 {
     derive_seed(seed, 2000 + m as u64)
 }
@@ -570,6 +649,9 @@ pub fn finetune(opts: &FinetuneOptions) -> Result<FinetuneReport, TrainError> {
         let psplit = Split::new(b.len(), pspec.training.val_fraction, pspec.training.seed);
         pool =
             AnchorPool::outside_inputs(&z_base, &z_new, b.input_len(), &psplit.train, &split.train);
+        if opts.anchor_from == AnchorFrom::Everywhere {
+            pool.rows = psplit.train.clone();
+        }
         pool.stratify(
             &z_base,
             b.input_len(),
@@ -678,6 +760,7 @@ pub fn finetune(opts: &FinetuneOptions) -> Result<FinetuneReport, TrainError> {
         "batch": batch,
         "anchor_data": opts.anchor.as_ref().map(|p| p.display().to_string()),
         "anchors_per_member": anchors_per_member,
+        "anchor_from": opts.anchor_from,
         "freeze": opts.freeze,
         "l2sp": opts.l2sp,
     }));
@@ -731,6 +814,43 @@ pub fn finetune(opts: &FinetuneOptions) -> Result<FinetuneReport, TrainError> {
         .map(|(m, plan)| run.member_tuned(m, plan, &tuning))
         .collect::<Result<Vec<_>, _>>()?;
     let training = score_members(&run, &plans, members, start)?;
+    // The gate (after scoring: calibration.json describes the fine-tuned
+    // members themselves, on the new set's held-out part).
+    let gate = if opts.gate {
+        let (k, radius) = domain_radius(&z_new, new.input_len(), &split.train);
+        // A zero radius (duplicated rows) would gate nothing in; the blend
+        // zone then starts at the nearest neighbour spacing.
+        let gate = Gate {
+            neighbours: k,
+            inner: radius,
+            outer: radius * (1.0 + opts.gate_width),
+            rows: gather(&z_new, new.input_len(), &split.train),
+            per: new.input_len(),
+        };
+        if gate.outer > gate.inner {
+            write_gate(&opts.model, &opts.out, &gate, pspec.training.members)?;
+            Some(gate)
+        } else {
+            tracing::warn!(
+                "the new set's training rows have no spread in input space (radius {radius}): no gate"
+            );
+            None
+        }
+    } else {
+        None
+    };
+    if gate.is_none() {
+        // A gate a killed run with other options left behind.
+        let files = crate::model_dir::ModelDir::new(&opts.out);
+        for f in [files.gate(), files.gate_rows()] {
+            if f.exists() {
+                std::fs::remove_file(f)?;
+            }
+        }
+        if files.parent().exists() {
+            std::fs::remove_dir_all(files.parent())?;
+        }
+    }
 
     let child = Ensemble::load(&opts.out, &compute.device)
         .map_err(|e| TrainError::Config(e.to_string()))?;
@@ -819,9 +939,16 @@ pub fn finetune(opts: &FinetuneOptions) -> Result<FinetuneReport, TrainError> {
         batch,
         anchors_per_member,
         anchor_pool: pool.rows.len(),
+        anchor_from: opts.anchor_from,
         anchor_radius: pool.radius,
         freeze: opts.freeze,
         l2sp: opts.l2sp,
+        gate: gate.as_ref().map(|g| GateSummary {
+            neighbours: g.neighbours,
+            inner: g.inner,
+            outer: g.outer,
+            rows: g.rows.len() / g.per.max(1),
+        }),
         reference_errors: reference_errors(&new, &new_targets.names).1,
         held_out,
         parent_validation,
@@ -845,11 +972,16 @@ impl FinetuneReport {
         let anchors = if self.anchor_pool == 0 {
             "no anchors".to_string()
         } else {
+            let pool = match self.anchor_from {
+                AnchorFrom::Outside => format!(
+                    "the parent's training rows farther than {:.3} from the new set in standardised inputs",
+                    self.anchor_radius.unwrap_or(f64::NAN)
+                ),
+                AnchorFrom::Everywhere => "every training row of the parent".to_string(),
+            };
             format!(
-                "{} anchors per member (pool {}: the parent's training rows farther than {:.3} from the new set in standardised inputs)",
-                self.anchors_per_member,
-                self.anchor_pool,
-                self.anchor_radius.unwrap_or(f64::NAN),
+                "{} anchors per member (pool {}: {pool})",
+                self.anchors_per_member, self.anchor_pool,
             )
         };
         let mut s = format!(
@@ -868,14 +1000,25 @@ impl FinetuneReport {
             self.l2sp,
             self.reference_errors.join("; ")
         );
+        match &self.gate {
+            Some(g) => s.push_str(&format!(
+                "\nGate: the fine-tuned members answer within {:.3} of the new set ({}-th nearest of its {} training rows, standardised inputs), the parent beyond {:.3}, a linear blend between (`parent/`, `gate.json`).\n",
+                g.inner, g.neighbours, g.rows, g.outer
+            )),
+            None => s.push_str("\nNo gate: the fine-tuned members answer everywhere.\n"),
+        }
         let sets = std::iter::once(&self.held_out)
             .chain(&self.parent_validation)
             .chain(&self.parent_validation_outside)
             .chain(&self.checks);
         for c in sets {
             s.push_str(&format!(
-                "\n## {} ({} rows)\n\n| label | MAE parent | MAE fine-tuned | change | r parent | r fine-tuned | in tension parent | in tension fine-tuned |\n|---|---|---|---|---|---|---|---|\n",
-                c.set, c.rows
+                "\n## {} ({} rows{})\n\n| label | MAE parent | MAE fine-tuned | change | r parent | r fine-tuned | in tension parent | in tension fine-tuned |\n|---|---|---|---|---|---|---|---|\n",
+                c.set,
+                c.rows,
+                c.gated.map_or(String::new(), |[i, b, o]| format!(
+                    "; gate: {i} fine-tuned, {b} blended, {o} parent"
+                ))
             ));
             for l in &c.labels {
                 s.push_str(&format!(

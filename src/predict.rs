@@ -130,6 +130,9 @@ pub struct CatalogIdentity {
     /// SHA-256 of `calibration.json`, which turns spreads into `_std`; absent without one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calibration_sha256: Option<String>,
+    /// SHA-256 of a fine-tuned model's `gate.json` (which records its rows' and its parent's checksums).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate_sha256: Option<String>,
     /// The spectra directory, absolute.
     pub spectra: String,
     /// `[k, n]` for `--shard k/n`.
@@ -153,6 +156,9 @@ impl CatalogIdentity {
         }
         if self.calibration_sha256 != other.calibration_sha256 {
             d.push("the model's calibration.json differs".to_string());
+        }
+        if self.gate_sha256 != other.gate_sha256 {
+            d.push("the model's gate.json (fine-tuning domain and parent) differs".to_string());
         }
         if self.spectra != other.spectra {
             d.push(format!(
@@ -386,6 +392,10 @@ fn identity_of(
         model_spec_sha256: crate::model_dir::sha256_file(&files.spec())?,
         weights_sha256: weights,
         calibration_sha256: match files.calibration() {
+            path if path.exists() => Some(crate::model_dir::sha256_file(&path)?),
+            _ => None,
+        },
+        gate_sha256: match files.gate() {
             path if path.exists() => Some(crate::model_dir::sha256_file(&path)?),
             _ => None,
         },

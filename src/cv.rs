@@ -532,7 +532,7 @@ impl CvReport {
         let mut s = format!(
             "# Cross-validation\n\n`{}`: {} rows, {} folds (fold seed {}). Every row is \
              predicted once, by models that never saw it.\n\nRecipe: {} members, {} epochs, \
-             batch {}, lr {} ({:?}, {} warm-up epochs), weight decay {}, loss {:?}, seed {}.\n",
+             batch {}, lr {} ({:?}, {} warm-up epochs), weight decay {}, loss {:?}, seed {}{}.\n",
             self.data,
             self.rows,
             self.folds,
@@ -545,7 +545,12 @@ impl CvReport {
             t.warmup_epochs,
             t.weight_decay,
             t.loss,
-            t.seed
+            t.seed,
+            if t.augment_noise > 0.0 {
+                format!(", noise augmentation {} / SNR(g)", t.augment_noise)
+            } else {
+                String::new()
+            }
         );
         let opt = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.3}"));
         for (j, label) in self.label_names.iter().enumerate() {

@@ -64,6 +64,9 @@ pub struct TrainArgs {
     /// Decoupled weight decay (AdamW; 0 = Adam) [default: 0].
     #[arg(long, value_parser = non_negative)]
     weight_decay: Option<f64>,
+    /// Noise augmentation: Gaussian noise of K / SNR(g) per pixel, fresh at every step [default: 0, off].
+    #[arg(long, value_name = "K", value_parser = non_negative)]
+    augment_noise: Option<f64>,
     /// Validation fraction of the fixed-seed split [default: 0.2].
     #[arg(long, value_parser = fraction)]
     val_fraction: Option<f64>,
@@ -121,6 +124,7 @@ impl TrainArgs {
         t.lr_schedule = self.lr_schedule.unwrap_or(t.lr_schedule);
         t.warmup_epochs = self.warmup_epochs.unwrap_or(t.warmup_epochs);
         t.weight_decay = self.weight_decay.unwrap_or(t.weight_decay);
+        t.augment_noise = self.augment_noise.unwrap_or(t.augment_noise);
         t.val_fraction = self.val_fraction.unwrap_or(t.val_fraction);
         t.seed = self.seed.unwrap_or(t.seed);
         t.loss = self.loss.unwrap_or(t.loss);

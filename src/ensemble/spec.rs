@@ -95,6 +95,16 @@ pub struct TrainConfig {
     pub bootstrap: bool,
     /// Regression loss (classification always uses cross-entropy).
     pub loss: Loss,
+    /// Training-time noise augmentation: each training spectrum gets fresh
+    /// Gaussian noise of standard deviation `augment_noise / SNR(g)` per
+    /// pixel of its preprocessed flux at every step (0: off; rows without an
+    /// SNR get none).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub augment_noise: f64,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 impl Default for TrainConfig {
@@ -113,6 +123,7 @@ impl Default for TrainConfig {
             huber_delta: 1.0,
             bootstrap: false,
             loss: Loss::Huber,
+            augment_noise: 0.0,
         }
     }
 }
@@ -152,6 +163,12 @@ impl TrainConfig {
             bad.push(format!(
                 "huber_delta must be positive, got {}",
                 self.huber_delta
+            ));
+        }
+        if !(self.augment_noise >= 0.0 && self.augment_noise.is_finite()) {
+            bad.push(format!(
+                "augment_noise must be 0 or positive, got {}",
+                self.augment_noise
             ));
         }
         if bad.is_empty() {

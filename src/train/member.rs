@@ -115,6 +115,30 @@ impl Run<'_> {
         Tensor::from_data(data, device)
     }
 
+    /// A training batch: [`Run::input_batch`] plus, when the recipe asks for
+    /// it, fresh Gaussian noise of `augment_noise / SNR(g)` per value, drawn
+    /// from a stream seeded by the member seed and the step (so a resumed run
+    /// draws the same noise).
+    fn train_batch(&self, rows: &[usize], device: &Device, seed: u64, step: usize) -> Tensor<2> {
+        let k = self.spec.training.augment_noise;
+        if k == 0.0 {
+            return self.input_batch(rows, device);
+        }
+        let per = self.data.input_len();
+        let mut x = gather(self.inputs, per, rows);
+        let mut rng = SplitMix64::new(derive_seed(seed, 2_000_000 + step as u64));
+        for (row, &r) in x.chunks_exact_mut(per).zip(rows) {
+            let snr = self.data.snrg[r];
+            if snr.is_finite() && snr > 0.0 {
+                let sigma = k / snr;
+                for v in row {
+                    *v += (sigma * rng.normal()) as f32;
+                }
+            }
+        }
+        Tensor::from_data(TensorData::new(x, [rows.len(), per]), device)
+    }
+
     /// Raw outputs (standardised values or logits) of `model` on the validation split.
     fn val_raw(&self, model: &Network) -> Vec<f32> {
         forward_all(
@@ -311,7 +335,7 @@ impl Run<'_> {
                 if self.schedule.max_steps.is_some_and(|max| steps >= max) {
                     break;
                 }
-                let pred = model.forward(self.input_batch(chunk, &ad));
+                let pred = model.forward(self.train_batch(chunk, &ad, seed, steps));
                 let loss = self.loss(pred, chunk, &ad);
                 let value = loss.clone().into_scalar::<f32>() as f64;
                 // No non-finite step is tolerated: its gradients would turn every

@@ -603,6 +603,13 @@ fn publish_spec(out: &Path, spec: &EnsembleSpec) -> Result<(), TrainError> {
     Ok(())
 }
 
+/// Whether member `m` is trained: its weights, checksum and report are written.
+fn member_on_disk(files: &crate::model_dir::ModelDir, m: usize) -> bool {
+    files.member_weights(m).exists()
+        && files.member_report(m).exists()
+        && files.member_checksum(m).exists()
+}
+
 /// `train --member K`: trains member `member` (0-based) of the run `opts`
 /// describes into `opts.out`, beside other member tasks of the same run.
 /// `--resume` continues (or skips) this member as it does for a whole run.
@@ -689,13 +696,9 @@ fn finish(
     let lock = FileLock::acquire(&run_lock_path(out), LockMode::Exclusive)?;
     publish_spec(out, &planned.spec)?;
     let members = planned.spec.training.members;
+    let files = crate::model_dir::ModelDir::new(out);
     let missing: Vec<String> = (0..members)
-        .filter(|&m| {
-            let files = crate::model_dir::ModelDir::new(out);
-            !files.member_weights(m).exists()
-                || !files.member_report(m).exists()
-                || !files.member_checksum(m).exists()
-        })
+        .filter(|&m| !member_on_disk(&files, m))
         .map(|m| m.to_string())
         .collect();
     if !missing.is_empty() {
@@ -757,15 +760,11 @@ pub fn prepare_members(opts: &TrainOptions) -> Result<PreparedMembers, TrainErro
     let files = crate::model_dir::ModelDir::new(&opts.out);
     let members = planned.spec.training.members;
     let pending = (0..members)
-        .filter(|&m| {
-            !(files.member_weights(m).exists()
-                && files.member_report(m).exists()
-                && files.member_checksum(m).exists())
-        })
+        .filter(|&m| !member_on_disk(&files, m))
         .collect();
-    // Exclusive to shared: the member tasks take it shared too. Nothing else
-    // waits on the lock (every taker fails at once), so the moment between
-    // is no opening for another run that is not one anyway.
+    // Exclusive to shared, which the member tasks take too. A run started in
+    // the instant between could take it (takers try once, without waiting);
+    // none can later.
     drop(lock);
     let lock = FileLock::acquire(&run_lock_path(&opts.out), LockMode::Shared)?;
     Ok(PreparedMembers {

@@ -5,7 +5,10 @@
 //! Processes, not threads: burn's RNG (initialisation, dropout) is
 //! process-wide, so members sharing a process would not train reproducibly.
 //! A member task derives its spec and plan from the same recipe as a whole
-//! run, so the model is the one `--parallel-members 1` trains, bit for bit.
+//! run, so on the CPU the model is the one `--parallel-members 1` trains, bit
+//! for bit. On wgpu (measured on lavapipe) it is not: concurrent processes
+//! train slightly different members, likely through autotune's timed kernel
+//! choice, although the same tasks one after another are exact.
 
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};

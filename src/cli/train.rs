@@ -25,7 +25,8 @@ pub struct TrainCommand {
     #[command(flatten)]
     pub(super) recipe: TrainArgs,
     /// Members trained at once, each in a process of its own: a number, or
-    /// auto (1 on the CPU, up to 4 on a GPU adapter); the model is the same.
+    /// auto (1 on the CPU, up to 4 on a GPU adapter); on the CPU the model is
+    /// the same bit for bit.
     #[arg(
         long,
         value_name = "N|auto",

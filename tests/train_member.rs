@@ -3,29 +3,11 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use common::{real_dataset, spectrain, tiny_network};
+use common::{contents, predictions, real_dataset, spectrain, tiny_config};
 use spectrain::lock::{FileLock, LockMode};
-
-/// A tiny DenseNet, three members, a few epochs: `dir/tiny.toml`.
-fn tiny_config(dir: &Path) -> PathBuf {
-    let t = tiny_network();
-    let path = dir.join("tiny.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[model]\nstem_channels = {}\ngrowth = {}\nbottleneck = {}\nblock_layers = [1, 1]\n\
-             integration = {}\nhidden = {}\nhead_dropout = 0.2\n\n\
-             [training]\nmembers = 3\nepochs = 6\nbatch = 4\n",
-            t.stem_channels, t.growth, t.bottleneck, t.integration, t.hidden
-        ),
-    )
-    .unwrap();
-    path
-}
 
 fn train(data: &Path, config: &Path, out: &Path) -> Command {
     let mut c = spectrain();
@@ -57,66 +39,6 @@ fn refused(c: &mut Command, what: &str) {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success(), "{c:?} should have failed");
     assert!(err.contains(what), "{c:?}: expected {what:?} in: {err}");
-}
-
-/// The tensor data of a burnpack weight file. Its metadata also holds burn's
-/// parameter ids, which are random handles that differ between any two runs.
-fn weights(bytes: &[u8]) -> Vec<u8> {
-    assert_eq!(&bytes[..4], b"NRUB", "not a burnpack file");
-    let metadata = u32::from_le_bytes(bytes[6..10].try_into().unwrap()) as usize;
-    let start = (10 + metadata).div_ceil(256) * 256;
-    bytes[start..].to_vec()
-}
-
-/// Every file of a model directory, minus what differs between any two runs
-/// with the same seed: wall-clock times and the weights' parameter ids (and so
-/// the weights' checksums, which are checked against their own files instead).
-fn contents(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut files = BTreeMap::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        let name = common::file_name(&path);
-        let bytes = std::fs::read(&path).unwrap();
-        let kept = if name.ends_with(".bpk") {
-            weights(&bytes)
-        } else if let Some(m) = name
-            .strip_prefix("member-")
-            .and_then(|n| n.strip_suffix(".sha256"))
-        {
-            // The checksum is of the whole file, parameter ids included: it
-            // must match its own weights.
-            let m: usize = m.parse().unwrap();
-            spectrain::model_dir::ModelDir::new(dir)
-                .verify_checksum(m)
-                .unwrap();
-            b"matches its weights".to_vec()
-        } else if name.ends_with(".csv") {
-            // The last column is the epoch's wall time.
-            String::from_utf8(bytes)
-                .unwrap()
-                .lines()
-                .map(|l| l.rsplit_once(',').unwrap().0.to_string() + "\n")
-                .collect::<String>()
-                .into_bytes()
-        } else if name == "metrics.json" || name == "provenance.json" {
-            let mut v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-            for timing in ["seconds", "started_unix", "wall_seconds"] {
-                v.as_object_mut().unwrap().remove(timing);
-            }
-            v.to_string().into_bytes()
-        } else {
-            bytes
-        };
-        files.insert(name, kept);
-    }
-    files
-}
-
-fn predictions(model: &Path, data: &Path) -> Vec<Vec<f32>> {
-    let device = burn::tensor::Device::flex();
-    let ensemble = spectrain::ensemble::Ensemble::load(model, &device).unwrap();
-    let data = spectrain::Dataset::read(data).unwrap();
-    ensemble.predict(&data.inputs, 64).members
 }
 
 #[test]

@@ -28,6 +28,7 @@ mod evaluate;
 mod finetune;
 mod inspect;
 mod merge;
+mod parallel;
 mod predict;
 mod prepare;
 mod prepare_table;
@@ -66,7 +67,7 @@ pub enum Command {
     /// Show a file's layout, metadata and what preprocessing would do to it.
     Inspect(inspect::InspectArgs),
     /// Train a bootstrap ensemble (DenseNet on spectra, or MLP on catalog features).
-    Train(train::TrainArgs),
+    Train(train::TrainCommand),
     /// Retrain every member of a trained ensemble briefly on a small new dataset (transfer learning).
     Finetune(finetune::FinetuneArgs),
     /// Score a trained ensemble on a labelled dataset (METHOD section 6 metrics).

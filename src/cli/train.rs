@@ -1,18 +1,41 @@
-//! `spectrain train`: an ensemble, whole or one member at a time.
+//! `spectrain train`: an ensemble, whole or one member at a time, or several
+//! members at once in processes of their own ([`super::parallel`]).
 
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Result};
-use clap::Args;
+use clap::{Args, ValueEnum};
 
 use spectrain::ensemble::{Loss, LrSchedule, Task, TrainConfig};
 use spectrain::metrics::{cell, LabelMetrics};
 use spectrain::model::{Arch, DenseNetConfig, MlpConfig, ModelConfig};
-use spectrain::train::{default_training, finish_members, train, train_member, TrainOptions};
+use spectrain::train::{
+    default_training, finish_members, train, train_member, TrainOptions, TrainReport,
+};
 
 use super::args::{at_least, dropout, fraction, non_negative, positive, read_toml, BackendArg};
 use super::args::{ForceArg, ResumeArg};
+use super::parallel::{self, ParallelMembers};
+
+/// `train`: the recipe ([`TrainArgs`], which `cv` shares) and how to run it.
+#[derive(Args)]
+pub struct TrainCommand {
+    #[command(flatten)]
+    pub(super) recipe: TrainArgs,
+    /// Members trained at once, each in a process of its own: a number, or
+    /// auto (1 on the CPU, up to 4 on a GPU adapter); on the CPU the model is
+    /// the same bit for bit.
+    #[arg(
+        long,
+        value_name = "N|auto",
+        default_value = "auto",
+        value_parser = parallel::parse,
+        conflicts_with_all = ["member", "finish"]
+    )]
+    pub(super) parallel_members: ParallelMembers,
+}
 
 #[derive(Args)]
 #[command(mut_arg("resume", |a| a.help("Continue a killed run in MODEL_DIR from its last completed epoch")))]
@@ -104,7 +127,7 @@ struct TrainFile {
 impl TrainArgs {
     /// The library's options: the `--config` file, or without one the
     /// library's defaults for the task and network, then the flags on top.
-    pub(super) fn options(self, progress: bool) -> Result<TrainOptions> {
+    pub(super) fn options(&self, progress: bool) -> Result<TrainOptions> {
         let arch = self.arch.unwrap_or(Arch::Densenet);
         let file: TrainFile = match &self.config {
             Some(path) => read_toml(path)?,
@@ -137,7 +160,7 @@ impl TrainArgs {
             }
             Arch::Mlp => {
                 let mut m = file.mlp;
-                m.hidden = self.hidden.unwrap_or(m.hidden);
+                m.hidden = self.hidden.clone().unwrap_or(m.hidden);
                 m.dropout = self.dropout.unwrap_or(m.dropout);
                 m.check()
                     .map_err(|e| anyhow::anyhow!("invalid MLP settings: {e}"))?;
@@ -147,9 +170,9 @@ impl TrainArgs {
         t.check()
             .map_err(|e| anyhow::anyhow!("invalid training settings: {e}"))?;
         Ok(TrainOptions {
-            data: self.data,
-            out: self.out,
-            columns: self.columns,
+            data: self.data.clone(),
+            out: self.out.clone(),
+            columns: self.columns.clone(),
             training: t,
             model,
             backend: self.backend.backend,
@@ -158,9 +181,110 @@ impl TrainArgs {
             progress,
         })
     }
+
+    /// The arguments after `train` of member task `member` of this run: every
+    /// recipe setting as given, so the task derives the same spec, then
+    /// `--member K`, and `--resume` when `resume`; never `--force` (the caller
+    /// has prepared the directory).
+    pub(super) fn member_task_args(&self, member: usize, resume: bool) -> Vec<OsString> {
+        // No `..`: a new field does not compile until it is passed on here.
+        let TrainArgs {
+            data,
+            out,
+            columns,
+            task,
+            arch,
+            hidden,
+            dropout,
+            loss,
+            members,
+            epochs,
+            batch,
+            lr,
+            lr_schedule,
+            warmup_epochs,
+            weight_decay,
+            augment_noise,
+            val_fraction,
+            seed,
+            config,
+            backend,
+            resume: _,
+            force: _,
+            member: _,
+            finish: _,
+        } = self;
+        let mut a = Vec::new();
+        path_flag(&mut a, "data", data);
+        path_flag(&mut a, "out", out);
+        if let Some(config) = config {
+            path_flag(&mut a, "config", config);
+        }
+        let list = |v: &[String]| v.join(",");
+        flag(&mut a, "columns", columns.as_deref().map(list));
+        flag(&mut a, "task", task.as_ref().map(name));
+        flag(&mut a, "arch", arch.as_ref().map(name));
+        flag(
+            &mut a,
+            "hidden",
+            hidden
+                .as_ref()
+                .map(|h| h.iter().map(usize::to_string).collect::<Vec<_>>().join(",")),
+        );
+        // Display of an f64 is the shortest text that parses back to it.
+        flag(&mut a, "dropout", dropout.map(|v| v.to_string()));
+        flag(&mut a, "loss", loss.as_ref().map(name));
+        flag(&mut a, "members", members.map(|v| v.to_string()));
+        flag(&mut a, "epochs", epochs.map(|v| v.to_string()));
+        flag(&mut a, "batch", batch.map(|v| v.to_string()));
+        flag(&mut a, "lr", lr.map(|v| v.to_string()));
+        flag(&mut a, "lr-schedule", lr_schedule.as_ref().map(name));
+        flag(
+            &mut a,
+            "warmup-epochs",
+            warmup_epochs.map(|v| v.to_string()),
+        );
+        flag(&mut a, "weight-decay", weight_decay.map(|v| v.to_string()));
+        flag(
+            &mut a,
+            "augment-noise",
+            augment_noise.map(|v| v.to_string()),
+        );
+        flag(&mut a, "val-fraction", val_fraction.map(|v| v.to_string()));
+        flag(&mut a, "seed", seed.map(|v| v.to_string()));
+        flag(&mut a, "backend", Some(name(&backend.backend)));
+        flag(&mut a, "member", Some(member.to_string()));
+        if resume {
+            a.push("--resume".into());
+        }
+        a
+    }
 }
 
-pub fn run(a: TrainArgs, progress: bool) -> Result<ExitCode> {
+/// The command-line spelling of a value of a clap `ValueEnum`.
+fn name<E: ValueEnum>(v: &E) -> String {
+    v.to_possible_value()
+        .expect("no value is hidden")
+        .get_name()
+        .to_string()
+}
+
+/// `--NAME=VALUE` (one argument, so a value starting with `-` stays a value).
+fn flag(args: &mut Vec<OsString>, name: &str, value: Option<String>) {
+    if let Some(v) = value {
+        args.push(format!("--{name}={v}").into());
+    }
+}
+
+/// `--NAME=PATH`, the path as the OS gave it (not necessarily UTF-8).
+fn path_flag(args: &mut Vec<OsString>, name: &str, path: &Path) {
+    let mut a = OsString::from(format!("--{name}="));
+    a.push(path);
+    args.push(a);
+}
+
+pub fn run(c: TrainCommand, progress: bool) -> Result<ExitCode> {
+    let a = c.recipe;
     if let Some(config) = &a.config {
         spectrain::outputs::check_not_over_inputs(&a.out, &[("config file", config)])?;
     }
@@ -180,8 +304,17 @@ pub fn run(a: TrainArgs, progress: bool) -> Result<ExitCode> {
     let r = if finish {
         finish_members(&opts)?
     } else {
-        train(&opts)?
+        match parallel::members_at_once(c.parallel_members, &opts) {
+            1 => train(&opts)?,
+            n => parallel::train_members(&a, &opts, n)?,
+        }
     };
+    print_report(&r, &opts);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The summary of a whole run (or its finishing step) on stdout.
+fn print_report(r: &TrainReport, opts: &TrainOptions) {
     println!(
         "train: {} members on {} training rows ({} validation) in {:.1} s -> {}",
         r.members.len(),
@@ -216,5 +349,4 @@ pub fn run(a: TrainArgs, progress: bool) -> Result<ExitCode> {
             ),
         }
     }
-    Ok(ExitCode::SUCCESS)
 }

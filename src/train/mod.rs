@@ -160,6 +160,11 @@ pub(crate) struct Provenance {
     pub started_unix: u64,
     pub wall_seconds: f64,
     pub completed: bool,
+    /// How many members trained at once (`train --parallel-members`), each in
+    /// its own process; absent where unknown (`--finish` after member tasks
+    /// run elsewhere) and in models written before it was recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub members_at_once: Option<usize>,
     /// `finetune`: the parent model and how it was fine-tuned.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent: Option<serde_json::Value>,
@@ -186,6 +191,7 @@ impl Provenance {
                 .map_or(0, |d| d.as_secs()),
             wall_seconds: 0.0,
             completed: false,
+            members_at_once: None,
             parent: None,
         })
     }
@@ -530,6 +536,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport, TrainError> {
     let spec = &planned.spec;
     let lock = open_model_dir(&opts.out, spec, opts.resume, opts.force)?;
     let mut provenance = Provenance::new("train", &planned.compute, &opts.data)?;
+    provenance.members_at_once = Some(1);
     write_json(&opts.out.join("provenance.json"), &provenance)?;
 
     let cfg = &spec.training;
@@ -596,6 +603,13 @@ fn publish_spec(out: &Path, spec: &EnsembleSpec) -> Result<(), TrainError> {
     Ok(())
 }
 
+/// Whether member `m` is trained: its weights, checksum and report are written.
+fn member_on_disk(files: &crate::model_dir::ModelDir, m: usize) -> bool {
+    files.member_weights(m).exists()
+        && files.member_report(m).exists()
+        && files.member_checksum(m).exists()
+}
+
 /// `train --member K`: trains member `member` (0-based) of the run `opts`
 /// describes into `opts.out`, beside other member tasks of the same run.
 /// `--resume` continues (or skips) this member as it does for a whole run.
@@ -660,7 +674,17 @@ fn member_task(
 /// finished, scores the ensemble and writes `metrics.json`, `curves.png` and
 /// `provenance.json`, as the end of a whole `train` does.
 pub fn finish_members(opts: &TrainOptions) -> Result<TrainReport, TrainError> {
-    let start = Instant::now();
+    finish(opts, Instant::now(), None, None)
+}
+
+/// The finishing step, for a run that started at `start` (`started_unix`,
+/// when it is not now) with `at_once` members at a time, when known.
+fn finish(
+    opts: &TrainOptions,
+    start: Instant,
+    started_unix: Option<u64>,
+    at_once: Option<usize>,
+) -> Result<TrainReport, TrainError> {
     let planned = Planned::new(opts)?;
     let out = &opts.out;
     if !out.join("spec.json").exists() {
@@ -672,13 +696,9 @@ pub fn finish_members(opts: &TrainOptions) -> Result<TrainReport, TrainError> {
     let lock = FileLock::acquire(&run_lock_path(out), LockMode::Exclusive)?;
     publish_spec(out, &planned.spec)?;
     let members = planned.spec.training.members;
+    let files = crate::model_dir::ModelDir::new(out);
     let missing: Vec<String> = (0..members)
-        .filter(|&m| {
-            let files = crate::model_dir::ModelDir::new(out);
-            !files.member_weights(m).exists()
-                || !files.member_report(m).exists()
-                || !files.member_checksum(m).exists()
-        })
+        .filter(|&m| !member_on_disk(&files, m))
         .map(|m| m.to_string())
         .collect();
     if !missing.is_empty() {
@@ -692,6 +712,8 @@ pub fn finish_members(opts: &TrainOptions) -> Result<TrainReport, TrainError> {
         let _ = std::fs::remove_file(member_lock_path(out, m));
     }
     let mut provenance = Provenance::new("train", &planned.compute, &opts.data)?;
+    provenance.started_unix = started_unix.unwrap_or(provenance.started_unix);
+    provenance.members_at_once = at_once;
     let bar = crate::progress::bar(0, "train", false);
     let run = planned.run(out, bar);
     // Every member is on disk, so this only loads them and scores the ensemble.
@@ -701,4 +723,67 @@ pub fn finish_members(opts: &TrainOptions) -> Result<TrainReport, TrainError> {
     write_json(&out.join("provenance.json"), &provenance)?;
     lock.release_and_remove();
     Ok(report)
+}
+
+// A whole run whose members train at once, each in its own process
+// (`train --parallel-members N`; burn's RNG is process-wide, so threads of one
+// process could not train reproducibly): the caller prepares the directory
+// here, runs `train --member K` tasks, then finishes here. The tasks' locks
+// and checks are the job array's; this adds the whole run's `--force` and
+// `--resume` handling and its provenance.
+
+/// A model directory prepared for member tasks by [`prepare_members`].
+#[derive(Debug)]
+pub struct PreparedMembers {
+    /// The device the members will train on, as the tasks will open it.
+    pub compute: ComputeDevice,
+    /// Members of the run.
+    pub members: usize,
+    /// Members not yet trained (all of them, unless resuming).
+    pub pending: Vec<usize>,
+    start: Instant,
+    started_unix: u64,
+    /// Held shared while the tasks run, so no whole run starts over them.
+    lock: FileLock,
+}
+
+/// Opens `opts.out` as a whole `train` would (new, `force` replaced, or
+/// `resume` continued, with the same refusals) and writes `spec.json` and an
+/// unfinished `provenance.json`, for member tasks to train into.
+pub fn prepare_members(opts: &TrainOptions) -> Result<PreparedMembers, TrainError> {
+    let start = Instant::now();
+    crate::outputs::check_not_over_inputs(&opts.out, &[("dataset", &opts.data)])?;
+    let planned = Planned::new(opts)?;
+    let lock = open_model_dir(&opts.out, &planned.spec, opts.resume, opts.force)?;
+    let provenance = Provenance::new("train", &planned.compute, &opts.data)?;
+    write_json(&opts.out.join("provenance.json"), &provenance)?;
+    let files = crate::model_dir::ModelDir::new(&opts.out);
+    let members = planned.spec.training.members;
+    let pending = (0..members)
+        .filter(|&m| !member_on_disk(&files, m))
+        .collect();
+    // Exclusive to shared, which the member tasks take too. A run started in
+    // the instant between could take it (takers try once, without waiting);
+    // none can later.
+    drop(lock);
+    let lock = FileLock::acquire(&run_lock_path(&opts.out), LockMode::Shared)?;
+    Ok(PreparedMembers {
+        compute: planned.compute,
+        members,
+        pending,
+        start,
+        started_unix: provenance.started_unix,
+        lock,
+    })
+}
+
+impl PreparedMembers {
+    /// Once every member task has finished: scores the ensemble and writes
+    /// `metrics.json`, `curves.png` and `provenance.json` (recording
+    /// `at_once`, and the wall time since [`prepare_members`]), as the end of
+    /// a whole `train` does.
+    pub fn finish(self, opts: &TrainOptions, at_once: usize) -> Result<TrainReport, TrainError> {
+        drop(self.lock);
+        finish(opts, self.start, Some(self.started_unix), Some(at_once))
+    }
 }

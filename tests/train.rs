@@ -103,8 +103,18 @@ fn same_seed_same_model_and_existing_dirs_are_refused() {
     assert!(pa == pb, "same seed, different predictions");
     // Bootstrap members differ from each other.
     assert!(pa[0] != pa[1], "members are identical");
-    let err = train(&options(&data, &a, BackendChoice::Cpu, training)).unwrap_err();
+    let err = train(&options(&data, &a, BackendChoice::Cpu, training.clone())).unwrap_err();
     assert!(err.to_string().contains("--resume"), "{err}");
+    // A run killed after publishing a member but before removing its
+    // checkpoint: --resume keeps the member and removes the checkpoint.
+    std::fs::create_dir(a.join("member-00.work")).unwrap();
+    let resumed = spectrain::train::TrainOptions {
+        resume: true,
+        ..options(&data, &a, BackendChoice::Cpu, training)
+    };
+    train(&resumed).unwrap();
+    assert!(!a.join("member-00.work").exists());
+    assert!(predictions(&a, &data) == pa);
 }
 
 #[test]

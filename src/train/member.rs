@@ -258,6 +258,12 @@ impl Run<'_> {
         let report_path = files.member_report(m);
         if final_path.exists() && report_path.exists() && files.member_checksum(m).exists() {
             let report = read_member_report(&report_path)?;
+            // A run killed between publishing the member and removing its
+            // checkpoint leaves the checkpoint behind: it is no longer needed.
+            let work = files.member_work(m);
+            if work.exists() {
+                std::fs::remove_dir_all(&work)?;
+            }
             self.bar.inc(epochs as u64);
             tracing::info!("member {m}: already trained, skipped");
             return Ok(report);

@@ -5,7 +5,7 @@
 #
 #   scripts/make_shipped_model.sh [DR10_DIR]     (default ../shared/data/lamost/dr10)
 #
-# About 15 minutes on 2 CPU cores.
+# About 30 minutes on 2 CPU cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dr10=${1:-../shared/data/lamost/dr10}
@@ -25,6 +25,6 @@ done
 
 "$bin" prepare --spectra "$work/dev-spectra" --labels "$dr10/labels.csv" --out "$work/dev.h5"
 "$bin" prepare --spectra assets/spectra --labels assets/labels.csv --out "$work/holdout.h5"
-# spectrain's defaults (5 members, warm-up + cosine from lr 1e-3, 100 epochs, batch 32).
+# spectrain's defaults (5 members, warm-up + cosine from lr 1e-3, 200 epochs, batch 32).
 "$bin" train --data "$work/dev.h5" --out "$model" --backend cpu --force
 "$bin" evaluate --model "$model" --data "$work/holdout.h5" --out "$model/holdout"

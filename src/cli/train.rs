@@ -69,7 +69,7 @@ pub struct TrainArgs {
     /// Bootstrap ensemble size [default: 5].
     #[arg(long, value_parser = at_least::<1>())]
     members: Option<usize>,
-    /// Epochs per member [default: 100].
+    /// Epochs per member [default: 200 densenet, 100 mlp].
     #[arg(long, value_parser = at_least::<1>())]
     epochs: Option<usize>,
     /// Batch size [default: 32].

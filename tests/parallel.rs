@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{contents, predictions, real_dataset, spectrain, tiny_config};
+use common::{assert_same_model, real_dataset, spectrain, tiny_config};
 use spectrain::lock::{FileLock, LockMode};
 
 /// `train` on the CPU with `args`, into `out`.
@@ -43,23 +43,7 @@ fn refused(c: &mut Command, what: &str) -> Output {
 /// The two model directories hold the same model, and `b` says it trained
 /// `at_once` members at a time.
 fn same_model(a: &Path, b: &Path, data: &Path, at_once: u64) {
-    let (want, got) = (contents(a), contents(b));
-    assert_eq!(
-        want.keys().collect::<Vec<_>>(),
-        got.keys().collect::<Vec<_>>(),
-        "the same files"
-    );
-    for (name, bytes) in &want {
-        assert!(
-            bytes == &got[name],
-            "{name} differs:\n{}\n---\n{}",
-            String::from_utf8_lossy(bytes),
-            String::from_utf8_lossy(&got[name])
-        );
-    }
-    // Not vacuous: the members are different networks, and the weights are what predicts.
-    assert_ne!(want["member-00.bpk"], want["member-01.bpk"]);
-    assert_eq!(predictions(a, data), predictions(b, data));
+    assert_same_model(a, b, data);
     let provenance: serde_json::Value =
         serde_json::from_slice(&std::fs::read(b.join("provenance.json")).unwrap()).unwrap();
     assert_eq!(provenance["members_at_once"], at_once);

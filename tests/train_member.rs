@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use common::{contents, predictions, real_dataset, spectrain, tiny_config};
+use common::{assert_same_model, predictions, real_dataset, spectrain, tiny_config};
 use spectrain::lock::{FileLock, LockMode};
 
 fn train(data: &Path, config: &Path, out: &Path) -> Command {
@@ -90,23 +90,7 @@ fn member_tasks_build_the_single_process_model() {
     }
     ok(&mut finish());
 
-    let (want, got) = (contents(&whole), contents(&parts));
-    assert_eq!(
-        want.keys().collect::<Vec<_>>(),
-        got.keys().collect::<Vec<_>>(),
-        "the same files"
-    );
-    for (name, bytes) in &want {
-        assert!(
-            bytes == &got[name],
-            "{name} differs:\n{}\n---\n{}",
-            String::from_utf8_lossy(bytes),
-            String::from_utf8_lossy(&got[name])
-        );
-    }
-    // Not vacuous: the members are different networks, and the weights are what predicts.
-    assert_ne!(want["member-00.bpk"], want["member-01.bpk"]);
-    assert_eq!(predictions(&whole, &data), predictions(&parts, &data));
+    assert_same_model(&whole, &parts, &data);
 }
 
 /// A member task on one core must train what the whole run trains on two: the

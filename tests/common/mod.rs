@@ -254,3 +254,26 @@ pub fn tiny_config(dir: &Path) -> PathBuf {
     .unwrap();
     path
 }
+
+/// `a` and `b` hold the same model: the same files with the same [`contents`],
+/// and the same predictions of `data`; and the check is not vacuous (its
+/// first two members are different networks).
+pub fn assert_same_model(a: &Path, b: &Path, data: &Path) {
+    let (want, got) = (contents(a), contents(b));
+    assert_eq!(
+        want.keys().collect::<Vec<_>>(),
+        got.keys().collect::<Vec<_>>(),
+        "the same files"
+    );
+    for (name, bytes) in &want {
+        assert!(
+            bytes == &got[name],
+            "{name} differs:\n{}\n---\n{}",
+            String::from_utf8_lossy(bytes),
+            String::from_utf8_lossy(&got[name])
+        );
+    }
+    // Not vacuous: the members are different networks, and the weights are what predicts.
+    assert_ne!(want["member-00.bpk"], want["member-01.bpk"]);
+    assert_eq!(predictions(a, data), predictions(b, data));
+}

@@ -172,6 +172,19 @@ impl ModelDir {
         std::fs::rename(&tmp, to)
     }
 
+    /// Removes a gate and its parent copy, where there are any.
+    pub fn remove_gate(&self) -> std::io::Result<()> {
+        for f in [self.gate(), self.gate_rows()] {
+            if f.exists() {
+                std::fs::remove_file(f)?;
+            }
+        }
+        if self.parent().exists() {
+            std::fs::remove_dir_all(self.parent())?;
+        }
+        Ok(())
+    }
+
     /// The parent model directory of a gated model.
     pub fn parent_model(&self) -> Self {
         Self::new(&self.parent())

@@ -373,9 +373,7 @@ fn the_gate_keeps_the_parent_far_from_the_new_set_and_the_finetuned_members_insi
     );
     // The gated model's own members are the ungated model's, bit for bit.
     assert_eq!(gated.predict_own(&data.inputs, 256), pu);
-    let mut z = data.inputs.clone();
-    gated.spec.features.as_ref().unwrap().transform(&mut z);
-    let w = gated.gate.as_ref().unwrap().gate.weights(&z);
+    let w = gated.gate_weights(&data.inputs).unwrap();
     let (mut inside, mut outside, mut between) = (0, 0, 0);
     for (i, &w) in w.iter().enumerate() {
         let v = |p: &spectrain::ensemble::Predictions| (p.mean(i, 0), p.sigma(i, 0), p.std(i, 0));

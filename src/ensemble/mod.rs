@@ -259,10 +259,9 @@ impl Ensemble {
     /// by the gate's weight of the input, and its sigma likewise.
     pub fn predict(&self, inputs: &[f32], batch: usize) -> Predictions {
         let own = self.predict_own(inputs, batch);
-        let Some(gated) = &self.gate else {
+        let (Some(gated), Some(weights)) = (&self.gate, self.gate_weights(inputs)) else {
             return own;
         };
-        let weights = gated.gate.weights(&self.model_ready(inputs));
         let parent = gated.parent.predict(inputs, batch);
         let outputs = own.outputs;
         let members = own
@@ -288,6 +287,14 @@ impl Ensemble {
             members,
             sigma: (self.spec.task == Task::Regress).then_some(sigma),
         }
+    }
+
+    /// A gated model's weight of its own members for each row of `inputs`
+    /// (raw, as [`Ensemble::predict`] takes them): 1 inside the new set's
+    /// domain, 0 where the parent answers alone. `None` without a gate.
+    pub fn gate_weights(&self, inputs: &[f32]) -> Option<Vec<f64>> {
+        let gated = self.gate.as_ref()?;
+        Some(gated.gate.weights(&self.model_ready(inputs)))
     }
 
     /// Model-ready inputs: catalog features standardised and imputed, spectra as they are.

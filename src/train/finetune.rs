@@ -294,13 +294,9 @@ fn compare(
     let inputs = gather(&data.inputs, data.input_len(), rows);
     let (pp, pc) = (parent.predict(&inputs, 256), child.predict(&inputs, 256));
     let (errs, _) = reference_errors(data, &targets.names);
-    let gated = child.gate.as_ref().map(|g| {
-        let mut z = inputs.clone();
-        if let Some(f) = &child.spec.features {
-            f.transform(&mut z);
-        }
+    let gated = child.gate_weights(&inputs).map(|weights| {
         let mut counts = [0usize; 3];
-        for w in g.gate.weights(&z) {
+        for w in weights {
             counts[if w >= 1.0 {
                 0
             } else if w > 0.0 {
@@ -561,20 +557,17 @@ impl L2Sp {
     }
 }
 
-/// The seed of fine-tuned member `m`.
-/// Copies the parent model into `out/parent` (replacing a copy a killed run
+/// Copies the parent model into `out/parent` (replacing a gate a killed run
 /// left) and writes the gate beside it.
 fn write_gate(parent: &Path, out: &Path, gate: &Gate, members: usize) -> Result<(), TrainError> {
     let files = crate::model_dir::ModelDir::new(out);
-    let copy = files.parent();
-    if copy.exists() {
-        std::fs::remove_dir_all(&copy)?;
-    }
-    crate::model_dir::ModelDir::new(parent).copy_model(&copy, members)?;
-    gate.save(out, &copy, members)?;
+    files.remove_gate()?;
+    crate::model_dir::ModelDir::new(parent).copy_model(&files.parent(), members)?;
+    gate.save(out, &files.parent(), members)?;
     Ok(())
 }
 
+/// The seed of fine-tuned member `m`.
 fn member_seed(seed: u64, m: usize) -> u64 {
     derive_seed(seed, 2000 + m as u64)
 }
@@ -818,8 +811,6 @@ pub fn finetune(opts: &FinetuneOptions) -> Result<FinetuneReport, TrainError> {
     // members themselves, on the new set's held-out part).
     let gate = if opts.gate {
         let (k, radius) = domain_radius(&z_new, new.input_len(), &split.train);
-        // A zero radius (duplicated rows) would gate nothing in; the blend
-        // zone then starts at the nearest neighbour spacing.
         let gate = Gate {
             neighbours: k,
             inner: radius,
@@ -831,6 +822,7 @@ pub fn finetune(opts: &FinetuneOptions) -> Result<FinetuneReport, TrainError> {
             write_gate(&opts.model, &opts.out, &gate, pspec.training.members)?;
             Some(gate)
         } else {
+            // A zero radius (duplicated rows) would gate nothing in.
             tracing::warn!(
                 "the new set's training rows have no spread in input space (radius {radius}): no gate"
             );
@@ -841,15 +833,7 @@ pub fn finetune(opts: &FinetuneOptions) -> Result<FinetuneReport, TrainError> {
     };
     if gate.is_none() {
         // A gate a killed run with other options left behind.
-        let files = crate::model_dir::ModelDir::new(&opts.out);
-        for f in [files.gate(), files.gate_rows()] {
-            if f.exists() {
-                std::fs::remove_file(f)?;
-            }
-        }
-        if files.parent().exists() {
-            std::fs::remove_dir_all(files.parent())?;
-        }
+        crate::model_dir::ModelDir::new(&opts.out).remove_gate()?;
     }
 
     let child = Ensemble::load(&opts.out, &compute.device)

@@ -80,44 +80,200 @@ fn dims3(t: &FloatTensor<Flex>) -> [usize; 3] {
     shape.dims()
 }
 
-fn from_vec<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> FloatTensor<Flex> {
+pub(crate) fn from_vec<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> FloatTensor<Flex> {
     Flex::float_from_data(TensorData::new(values, shape), &Default::default())
 }
 
-/// `y[b, c, i] = max(0, x[b, c, i] * scale[c] + shift[c])`, parallel over rows.
+/// `y[b, c, i] = max(0, x[b, c, i] * scale[c] + shift[c])`, parallel over samples.
 fn affine_relu(x: &[f32], scale: &[f32], shift: &[f32], c: usize, l: usize) -> Vec<f32> {
     let mut y = vec![0.0f32; x.len()];
-    if l == 0 {
+    if l == 0 || c == 0 {
         return y;
     }
-    y.par_chunks_mut(l)
-        .zip(x.par_chunks(l))
-        .enumerate()
-        .for_each(|(row, (y, x))| {
-            let (a, b) = (scale[row % c], shift[row % c]);
-            for (y, x) in y.iter_mut().zip(x) {
-                *y = (x * a + b).max(0.0);
+    y.par_chunks_mut(c * l)
+        .zip(x.par_chunks(c * l))
+        .for_each(|(y, x)| {
+            for (ch, (y, x)) in y.chunks_exact_mut(l).zip(x.chunks_exact(l)).enumerate() {
+                let (a, b) = (scale[ch], shift[ch]);
+                for (y, x) in y.iter_mut().zip(x) {
+                    *y = (x * a + b).max(0.0);
+                }
             }
         });
     y
 }
 
-/// Per-channel mean and biased variance of `x` `[b, c, l]` (f64 accumulation).
+/// Lanes of the per-row partial sums below: wide enough for the compiler to keep
+/// them in one vector register each, and a fixed summation order on every machine.
+const LANES: usize = 8;
+
+/// `f` summed over one row in `LANES` f32 partial sums added in lane order,
+/// then the tail (a row holds at most a few hundred values, so f32 partials lose
+/// nothing that matters; rows are added in f64). Fixed-size chunks let the
+/// compiler drop the bounds checks and vectorise; `f` must be branch-free.
+#[inline(always)]
+fn row_sum(row: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let chunks = row.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for (a, &v) in acc.iter_mut().zip(chunk) {
+            *a += f(v);
+        }
+    }
+    acc.iter().sum::<f32>() + tail.iter().map(|&v| f(v)).sum::<f32>()
+}
+
+/// `[sum gm, sum gm * (x - m)]` over one row, `gm = g * (y > 0)`, in `LANES`
+/// partial sums added in lane order, then the tail.
+fn masked_row_sums(x: &[f32], y: &[f32], g: &[f32], m: f32) -> [f32; 2] {
+    let n = x.len();
+    let (y, g) = (&y[..n], &g[..n]);
+    let full = n / LANES * LANES;
+    let (sg, sgx) = masked_lanes(&x[..full], &y[..full], &g[..full], m);
+    let mut out = [sg.iter().sum::<f32>(), sgx.iter().sum::<f32>()];
+    for i in full..n {
+        let gm = relu_masked(y[i], g[i]);
+        out[0] += gm;
+        out[1] += gm * (x[i] - m);
+    }
+    out
+}
+
+/// The lane sums of [`masked_row_sums`] over whole chunks of `LANES`. With SSE
+/// (every x86-64): left to itself the compiler turns the mask back into a branch
+/// per value, which mispredicts on half of them (a ReLU's output signs are data).
+#[cfg(target_arch = "x86_64")]
+fn masked_lanes(x: &[f32], y: &[f32], g: &[f32], m: f32) -> ([f32; LANES], [f32; LANES]) {
+    use std::arch::x86_64::*;
+    debug_assert!(x.len() % LANES == 0 && y.len() == x.len() && g.len() == x.len());
+    // SAFETY: SSE is part of x86-64; every load reads 4 values inside the slices
+    // (`i + 4 <= len`, len a multiple of LANES = 8).
+    unsafe {
+        let zero = _mm_setzero_ps();
+        let mv = _mm_set1_ps(m);
+        let (mut sg0, mut sg1, mut sgx0, mut sgx1) = (zero, zero, zero, zero);
+        let mut i = 0;
+        while i < x.len() {
+            let (xp, yp, gp) = (x.as_ptr().add(i), y.as_ptr().add(i), g.as_ptr().add(i));
+            let gm0 = _mm_and_ps(_mm_loadu_ps(gp), _mm_cmpgt_ps(_mm_loadu_ps(yp), zero));
+            let gm1 = _mm_and_ps(
+                _mm_loadu_ps(gp.add(4)),
+                _mm_cmpgt_ps(_mm_loadu_ps(yp.add(4)), zero),
+            );
+            sg0 = _mm_add_ps(sg0, gm0);
+            sg1 = _mm_add_ps(sg1, gm1);
+            sgx0 = _mm_add_ps(sgx0, _mm_mul_ps(gm0, _mm_sub_ps(_mm_loadu_ps(xp), mv)));
+            sgx1 = _mm_add_ps(
+                sgx1,
+                _mm_mul_ps(gm1, _mm_sub_ps(_mm_loadu_ps(xp.add(4)), mv)),
+            );
+            i += LANES;
+        }
+        let mut sg = [0.0f32; LANES];
+        let mut sgx = [0.0f32; LANES];
+        _mm_storeu_ps(sg.as_mut_ptr(), sg0);
+        _mm_storeu_ps(sg.as_mut_ptr().add(4), sg1);
+        _mm_storeu_ps(sgx.as_mut_ptr(), sgx0);
+        _mm_storeu_ps(sgx.as_mut_ptr().add(4), sgx1);
+        (sg, sgx)
+    }
+}
+
+/// The same sums, portably (bit for bit the SSE version's).
+#[cfg(not(target_arch = "x86_64"))]
+fn masked_lanes(x: &[f32], y: &[f32], g: &[f32], m: f32) -> ([f32; LANES], [f32; LANES]) {
+    let mut sg = [0.0f32; LANES];
+    let mut sgx = [0.0f32; LANES];
+    for ((x, y), g) in x
+        .chunks_exact(LANES)
+        .zip(y.chunks_exact(LANES))
+        .zip(g.chunks_exact(LANES))
+    {
+        for t in 0..LANES {
+            let gm = relu_masked(y[t], g[t]);
+            sg[t] += gm;
+            sgx[t] += gm * (x[t] - m);
+        }
+    }
+    (sg, sgx)
+}
+
+/// `g` where `y > 0`, else 0, without a branch (ReLU's gradient mask; the
+/// outputs' signs are data, so a branch here mispredicts half the time).
+#[inline(always)]
+fn relu_masked(y: f32, g: f32) -> f32 {
+    let keep = ((y > 0.0) as u32).wrapping_neg();
+    f32::from_bits(g.to_bits() & keep)
+}
+
+/// Samples per partial result of [`channel_sums`]: fixed, so the sums are the
+/// same on any number of threads.
+const GROUP: usize = 4;
+
+/// Per channel `ch`, the sum over samples of `row(sample, ch)` (`S` sums at once),
+/// read in memory order: samples in groups of [`GROUP`], rayon over the groups,
+/// every channel of a sample in turn, the groups' partials added in order. (One
+/// channel at a time instead would jump a whole sample ahead after every row:
+/// a cache miss per row of 16 to 64 values.)
+fn channel_sums<const S: usize>(
+    b: usize,
+    c: usize,
+    row: impl Fn(usize, usize) -> [f32; S] + Sync,
+) -> Vec<[f64; S]> {
+    let partials: Vec<Vec<[f64; S]>> = (0..b.div_ceil(GROUP))
+        .into_par_iter()
+        .map(|group| {
+            let mut acc = vec![[0.0f64; S]; c];
+            for smp in group * GROUP..((group + 1) * GROUP).min(b) {
+                for (ch, acc) in acc.iter_mut().enumerate() {
+                    for (a, v) in acc.iter_mut().zip(row(smp, ch)) {
+                        *a += v as f64;
+                    }
+                }
+            }
+            acc
+        })
+        .collect();
+    let mut total = vec![[0.0f64; S]; c];
+    for partial in partials {
+        for (t, p) in total.iter_mut().zip(partial) {
+            for (t, p) in t.iter_mut().zip(p) {
+                *t += p;
+            }
+        }
+    }
+    total
+}
+
+/// Per-channel mean and biased variance of `x` `[b, c, l]` (two passes; rows
+/// summed in f32 lanes, rows added in f64).
 pub fn channel_stats(x: &[f32], b: usize, c: usize, l: usize) -> (Vec<f32>, Vec<f32>) {
     let n = (b * l).max(1) as f64;
-    (0..c)
-        .into_par_iter()
-        .map(|ch| {
-            let rows = || (0..b).map(move |s| &x[(s * c + ch) * l..(s * c + ch + 1) * l]);
-            let mean = rows().flatten().map(|&v| v as f64).sum::<f64>() / n;
-            let var = rows()
-                .flatten()
-                .map(|&v| (v as f64 - mean).powi(2))
-                .sum::<f64>()
-                / n;
-            (mean as f32, var as f32)
-        })
-        .unzip()
+    let row = |smp: usize, ch: usize| &x[(smp * c + ch) * l..(smp * c + ch + 1) * l];
+    // Summed relative to a value of the channel: f32 partial sums of the raw
+    // values would lose digits to the offset when the spread is small next to it
+    // (mean 0.9, standard deviation 0.007: an ulp of the mean is 1e-5 of the
+    // spread, and every output carries that error).
+    let shift: Vec<f32> = (0..c)
+        .map(|ch| if b * l > 0 { x[ch * l] } else { 0.0 })
+        .collect();
+    let mean: Vec<f32> = channel_sums(b, c, |smp, ch| {
+        let s = shift[ch];
+        [row_sum(row(smp, ch), |v| v - s)]
+    })
+    .into_iter()
+    .zip(&shift)
+    .map(|([s], &shift)| (shift as f64 + s / n) as f32)
+    .collect();
+    let var = channel_sums(b, c, |smp, ch| {
+        let m = mean[ch];
+        [row_sum(row(smp, ch), |v| (v - m) * (v - m))]
+    })
+    .into_iter()
+    .map(|[s]| (s / n) as f32)
+    .collect();
+    (mean, var)
 }
 
 /// Forward in training mode: output, mean, variance.
@@ -173,24 +329,14 @@ pub fn train_backward(
         .collect();
     // Per channel: sum of the ReLU-masked gradient (beta's gradient) and of its
     // product with the normalised input (gamma's gradient).
-    let (dbeta, dgamma): (Vec<f64>, Vec<f64>) = (0..c)
-        .into_par_iter()
-        .map(|ch| {
-            let (m, s) = (mean[ch] as f64, inv_std[ch]);
-            let mut sum_g = 0.0f64;
-            let mut sum_gx = 0.0f64;
-            for smp in 0..b {
-                let r = (smp * c + ch) * l..(smp * c + ch + 1) * l;
-                for ((&x, &y), &g) in x[r.clone()].iter().zip(&y[r.clone()]).zip(&g[r]) {
-                    if y > 0.0 {
-                        sum_g += g as f64;
-                        sum_gx += g as f64 * (x as f64 - m) * s;
-                    }
-                }
-            }
-            (sum_g, sum_gx)
-        })
-        .unzip();
+    let (dbeta, dgamma): (Vec<f64>, Vec<f64>) = channel_sums(b, c, |smp, ch| {
+        let r = (smp * c + ch) * l..(smp * c + ch + 1) * l;
+        masked_row_sums(&x[r.clone()], &y[r.clone()], &g[r], mean[ch])
+    })
+    .into_iter()
+    .enumerate()
+    .map(|(ch, [sg, sgx])| (sg, sgx * inv_std[ch]))
+    .unzip();
     // dx = gamma * inv_std / n * (n * g' - sum g' - xhat * sum g' xhat), g' = g * (y > 0).
     let coef: Vec<(f32, f32, f32, f32, f32)> = (0..c)
         .map(|ch| {
@@ -205,18 +351,19 @@ pub fn train_backward(
         })
         .collect();
     let mut dx = vec![0.0f32; x.len()];
-    if l > 0 {
-        dx.par_chunks_mut(l).enumerate().for_each(|(row, dx)| {
-            let (k, kb, kg, m, s) = coef[row % c];
-            let r = row * l..(row + 1) * l;
-            for (((dx, &x), &y), &g) in dx
-                .iter_mut()
-                .zip(&x[r.clone()])
-                .zip(&y[r.clone()])
-                .zip(&g[r])
-            {
-                let gm = if y > 0.0 { g } else { 0.0 };
-                *dx = k * gm - kb - (x - m) * s * kg;
+    if l > 0 && c > 0 {
+        dx.par_chunks_mut(c * l).enumerate().for_each(|(smp, dx)| {
+            for (ch, dx) in dx.chunks_exact_mut(l).enumerate() {
+                let (k, kb, kg, m, s) = coef[ch];
+                let r = (smp * c + ch) * l..(smp * c + ch + 1) * l;
+                for (((dx, &x), &y), &g) in dx
+                    .iter_mut()
+                    .zip(&x[r.clone()])
+                    .zip(&y[r.clone()])
+                    .zip(&g[r])
+                {
+                    *dx = k * relu_masked(y, g) - kb - (x - m) * s * kg;
+                }
             }
         });
     }

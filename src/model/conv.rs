@@ -157,52 +157,6 @@ fn chunk_samples(batch: usize, length: usize) -> usize {
     batch.min(32).min((2048 / length.max(1)).max(1)).max(1)
 }
 
-/// im2col of samples `first..first + n` of `x` (`[batch, c, l]`):
-/// `col[(ch * k + t), j * l + i] = x[first + j, ch, i + t - (k - 1) / 2]`, zero outside.
-fn im2col(x: &[f32], first: usize, n: usize, c: usize, l: usize, k: usize, col: &mut [f32]) {
-    let p = (k - 1) / 2;
-    let cols = n * l;
-    for j in 0..n {
-        let sample = &x[(first + j) * c * l..(first + j + 1) * c * l];
-        for ch in 0..c {
-            let src = &sample[ch * l..(ch + 1) * l];
-            for t in 0..k {
-                let dst = &mut col[(ch * k + t) * cols + j * l..(ch * k + t) * cols + (j + 1) * l];
-                // dst[i] = src[i + t - p] where 0 <= i + t - p < l.
-                let lo = p.saturating_sub(t).min(l);
-                let hi = (l + p).saturating_sub(t).min(l).max(lo);
-                dst[..lo].fill(0.0);
-                dst[lo..hi].copy_from_slice(&src[lo + t - p..hi + t - p]);
-                dst[hi..].fill(0.0);
-            }
-        }
-    }
-}
-
-/// Transposed im2col of samples `first..first + n`:
-/// `col_t[j * l + i, ch * k + t] = x[first + j, ch, i + t - (k - 1) / 2]`, zero outside.
-/// The weight gradient reads it as a row-major right-hand side: gemm's AVX-512
-/// kernels ran the transposed view of [`im2col`] at 14 GFLOP/s, this at 180.
-fn im2col_t(x: &[f32], first: usize, n: usize, c: usize, l: usize, k: usize, col_t: &mut [f32]) {
-    let p = (k - 1) / 2;
-    let kk = c * k;
-    for j in 0..n {
-        let sample = &x[(first + j) * c * l..(first + j + 1) * c * l];
-        for i in 0..l {
-            let row = &mut col_t[(j * l + i) * kk..(j * l + i + 1) * kk];
-            for ch in 0..c {
-                let src = &sample[ch * l..(ch + 1) * l];
-                let dst = &mut row[ch * k..(ch + 1) * k];
-                for (t, d) in dst.iter_mut().enumerate() {
-                    // x index i + t - p, valid when 0 <= i + t - p < l.
-                    let q = i + t;
-                    *d = if q >= p && q - p < l { src[q - p] } else { 0.0 };
-                }
-            }
-        }
-    }
-}
-
 /// `dst[m, n] = lhs[m, k] @ rhs[k, n]`, each given by (column stride, row stride).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn matmul(
@@ -215,9 +169,30 @@ pub(crate) fn matmul(
     rhs: &[f32],
     rhs_strides: (isize, isize),
 ) {
+    gemm_into(m, n, k, dst, lhs, lhs_strides, rhs, rhs_strides, false);
+}
+
+/// [`matmul`], adding the product to `dst` when `accumulate`.
+#[allow(clippy::too_many_arguments)]
+fn gemm_into(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    lhs: &[f32],
+    lhs_strides: (isize, isize),
+    rhs: &[f32],
+    rhs_strides: (isize, isize),
+    accumulate: bool,
+) {
     assert!(dst.len() >= m * n);
-    // SAFETY: dst is m x n row-major within its slice; the callers pass lhs/rhs
-    // slices whose strided m x k and k x n views lie within them.
+    let last = |(cs, rs): (isize, isize), rows: usize, cols: usize| {
+        (rows.saturating_sub(1) as isize * rs + cols.saturating_sub(1) as isize * cs) as usize
+    };
+    assert!(m == 0 || k == 0 || last(lhs_strides, m, k) < lhs.len());
+    assert!(k == 0 || n == 0 || last(rhs_strides, k, n) < rhs.len());
+    // SAFETY: dst is m x n row-major within its slice; the strided m x k and
+    // k x n views of lhs and rhs lie within their slices (asserted above).
     unsafe {
         gemm::gemm(
             m,
@@ -226,14 +201,14 @@ pub(crate) fn matmul(
             dst.as_mut_ptr(),
             1,
             n as isize,
-            false,
+            accumulate,
             lhs.as_ptr(),
             lhs_strides.0,
             lhs_strides.1,
             rhs.as_ptr(),
             rhs_strides.0,
             rhs_strides.1,
-            0.0,
+            if accumulate { 1.0 } else { 0.0 },
             1.0,
             false,
             false,
@@ -241,6 +216,25 @@ pub(crate) fn matmul(
             gemm::Parallelism::None,
         );
     }
+}
+
+/// Samples `first..first + n` of `x` (`[batch, c, l]`) zero-padded for a kernel
+/// reaching `p` values each side, as `[c, width]` rows: `p` zeros, then each
+/// sample followed by `p` zeros (its right padding and the next one's left), then
+/// `p` more so that every tap's window of `n * (l + p)` values stays inside.
+/// Sample `j`'s value `i` sits at `p + j * (l + p) + i`. Returns the rows and `width`.
+fn padded(x: &[f32], first: usize, n: usize, c: usize, l: usize, p: usize) -> (Vec<f32>, usize) {
+    let s = l + p;
+    let width = n * s + 2 * p;
+    let mut xpad = vec![0.0f32; c * width];
+    for j in 0..n {
+        for ch in 0..c {
+            let src = &x[((first + j) * c + ch) * l..((first + j) * c + ch + 1) * l];
+            let at = ch * width + p + j * s;
+            xpad[at..at + l].copy_from_slice(src);
+        }
+    }
+    (xpad, width)
 }
 
 /// Forward: `x` `[b, ci, l]`, `w` `[co, ci, k]` -> `[b, co, l]`.
@@ -260,32 +254,42 @@ pub fn forward(
     if b == 0 || l == 0 {
         return y;
     }
+    // One GEMM per kernel tap on the padded samples (see [`padded`]), summed
+    // in dst: `Y[co, r] += W[:, :, t] @ xpad[ci, t + r]`, rows `r = j * s + i`
+    // (the `p` rows after each sample are computed and dropped). An im2col would
+    // copy every input value `k` times first.
+    let p = (k - 1) / 2;
+    let s = l + p;
     let chunk = chunk_samples(b, l);
+    let taps: Vec<Vec<f32>> = (0..k)
+        .map(|t| (0..co * ci).map(|oc| w[oc * k + t]).collect())
+        .collect();
     y.par_chunks_mut(chunk * co * l)
         .enumerate()
         .for_each(|(c, out)| {
             let first = c * chunk;
             let n = out.len() / (co * l);
-            let cols = n * l;
-            let mut col = vec![0.0f32; ci * k * cols];
-            im2col(x, first, n, ci, l, k, &mut col);
-            let mut yc = vec![0.0f32; co * cols];
-            let kk = ci * k;
-            matmul(
-                co,
-                cols,
-                kk,
-                &mut yc,
-                w,
-                (1, kk as isize),
-                &col,
-                (1, cols as isize),
-            );
-            // yc[o, j * l + i] -> out[j, o, i]
+            let rows = n * s;
+            let (xpad, width) = padded(x, first, n, ci, l, p);
+            let mut yc = vec![0.0f32; co * rows];
+            for (t, wt) in taps.iter().enumerate() {
+                gemm_into(
+                    co,
+                    rows,
+                    ci,
+                    &mut yc,
+                    wt,
+                    (1, ci as isize),
+                    &xpad[t..],
+                    (1, width as isize),
+                    t > 0,
+                );
+            }
+            // yc[o, j * s + i] -> out[j, o, i]
             for j in 0..n {
                 for o in 0..co {
                     out[(j * co + o) * l..(j * co + o + 1) * l]
-                        .copy_from_slice(&yc[o * cols + j * l..o * cols + (j + 1) * l]);
+                        .copy_from_slice(&yc[o * rows + j * s..o * rows + j * s + l]);
                 }
             }
         });
@@ -315,6 +319,14 @@ pub fn input_grad(
 }
 
 /// Weight gradient: `x` `[b, ci, l]`, `g` `[b, co, l]` -> `[co, ci, k]`.
+///
+/// One GEMM per kernel tap `t` on a zero-padded copy of the input, not an
+/// im2col (which copies every input value `k` times; for the 15-tap branches
+/// that copy took four times as long as the GEMMs):
+/// `dW[:, :, t]^T [ci, co] = xpad[ci, t .. t + R] @ gT[R, co]`, where the rows
+/// `r = j * s + i` (`s = l + p`) run over a chunk's samples `j` and positions `i`,
+/// `xpad[c, j * s + i + t] = x[j, c, i + t - p]` (zero outside the sample) and
+/// `gT[r, o] = g[j, o, i]`, zero for the `p` rows between samples.
 pub fn weight_grad(
     x: &[f32],
     g: &[f32],
@@ -330,6 +342,8 @@ pub fn weight_grad(
     if b == 0 || l == 0 {
         return vec![0.0; co * kk];
     }
+    let p = (k - 1) / 2;
+    let s = l + p;
     let chunk = chunk_samples(b, l);
     let chunks = b.div_ceil(chunk);
     (0..chunks)
@@ -337,29 +351,37 @@ pub fn weight_grad(
         .map(|c| {
             let first = c * chunk;
             let n = chunk.min(b - first);
-            let cols = n * l;
-            let mut col_t = vec![0.0f32; cols * kk];
-            im2col_t(x, first, n, ci, l, k, &mut col_t);
-            // gc[o, j * l + i] = g[first + j, o, i]
-            let mut gc = vec![0.0f32; co * cols];
+            let rows = n * s;
+            let (xpad, width) = padded(x, first, n, ci, l, p);
+            // The gradient transposed to [rows, co], zero rows between samples.
+            let mut g_t = vec![0.0f32; rows * co];
             for j in 0..n {
                 for o in 0..co {
-                    gc[o * cols + j * l..o * cols + (j + 1) * l].copy_from_slice(
-                        &g[((first + j) * co + o) * l..((first + j) * co + o + 1) * l],
-                    );
+                    let src = &g[((first + j) * co + o) * l..((first + j) * co + o + 1) * l];
+                    for (i, &v) in src.iter().enumerate() {
+                        g_t[(j * s + i) * co + o] = v;
+                    }
                 }
             }
             let mut dw = vec![0.0f32; co * kk];
-            matmul(
-                co,
-                kk,
-                cols,
-                &mut dw,
-                &gc,
-                (1, cols as isize),
-                &col_t,
-                (1, kk as isize),
-            );
+            let mut tap = vec![0.0f32; ci * co];
+            for t in 0..k {
+                matmul(
+                    ci,
+                    co,
+                    rows,
+                    &mut tap,
+                    &xpad[t..],
+                    (1, width as isize),
+                    &g_t,
+                    (1, co as isize),
+                );
+                for ch in 0..ci {
+                    for o in 0..co {
+                        dw[(o * ci + ch) * k + t] = tap[ch * co + o];
+                    }
+                }
+            }
             dw
         })
         .collect::<Vec<_>>()
@@ -398,6 +420,45 @@ mod tests {
             }
         }
         y
+    }
+
+    #[test]
+    fn weight_gradient_matches_the_definition() {
+        for (b, ci, co, l, k) in [
+            (3, 5, 4, 9, 7),
+            (2, 1, 3, 5, 15),
+            (1, 4, 2, 16, 1),
+            (5, 3, 2, 4, 3),
+        ] {
+            let x: Vec<f32> = (0..b * ci * l)
+                .map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0)
+                .collect();
+            let g: Vec<f32> = (0..b * co * l)
+                .map(|i| ((i * 29 % 19) as f32 - 9.0) / 5.0)
+                .collect();
+            let got = weight_grad(&x, &g, b, ci, co, l, k);
+            let p = (k - 1) / 2;
+            for o in 0..co {
+                for c in 0..ci {
+                    for t in 0..k {
+                        let mut want = 0.0f64;
+                        for s in 0..b {
+                            for i in 0..l {
+                                if i + t >= p && i + t - p < l {
+                                    want += g[(s * co + o) * l + i] as f64
+                                        * x[(s * ci + c) * l + i + t - p] as f64;
+                                }
+                            }
+                        }
+                        let v = got[(o * ci + c) * k + t] as f64;
+                        assert!(
+                            (v - want).abs() < 1e-3,
+                            "{b} {ci} {co} {l} {k}: {v} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -141,6 +141,18 @@ pub fn measure(
     infer_batch: usize,
     min: Duration,
 ) -> Throughput {
+    crate::model::on_pool_for(&compute.device, || {
+        measure_here(compute, outputs, train_batch, infer_batch, min)
+    })
+}
+
+fn measure_here(
+    compute: &ComputeDevice,
+    outputs: usize,
+    train_batch: usize,
+    infer_batch: usize,
+    min: Duration,
+) -> Throughput {
     let config = DenseNetConfig {
         outputs,
         ..Default::default()

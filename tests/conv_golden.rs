@@ -1,6 +1,7 @@
 //! The CPU convolution op (`spectrain::model::conv::conv1d`: forward, input, weight
 //! and bias gradients) against PyTorch fixtures (`scripts/make_conv_golden.py`) and
-//! against burn's own `Conv1d::forward` on the same inputs.
+//! against burn's own `Conv1d::forward` on the same inputs; likewise the fused
+//! batch norm + ReLU, and the transitions' average pooling against burn's own.
 
 mod common;
 
@@ -274,5 +275,61 @@ fn fused_batch_norm_relu_matches_pytorch_and_burns_batch_norm_then_relu() {
             tol(max_abs(&burn_eval), 1),
         );
         assert!(ours[0].contains(&0.0), "{name}: the ReLU cut nothing");
+    }
+}
+
+#[test]
+fn cpu_average_pool_matches_burns_pooling_forward_and_backward() {
+    use burn::nn::pool::AvgPool1dConfig;
+    use spectrain::model::pool::avg_pool_half;
+
+    let pool = AvgPool1dConfig::new(2).init();
+    // Odd lengths (a trailing value dropped), length 2, one channel, batch 1.
+    for (b, c, l) in [(2, 3, 9), (1, 1, 2), (3, 5, 16), (1, 4, 33), (4, 1, 7)] {
+        let device = Device::flex().autodiff();
+        let n = b * c * l;
+        // Distinct, irregular values: a pooling that paired the wrong neighbours
+        // or the wrong rows would not agree.
+        let x: Vec<f32> = (0..n)
+            .map(|i| ((i * 37 + 11) % 53) as f32 / 7.0 - 3.0)
+            .collect();
+        let g: Vec<f32> = (0..b * c * (l / 2))
+            .map(|i| ((i * 29 + 5) % 31) as f32 / 5.0 - 2.5)
+            .collect();
+        let run = |ours: bool| {
+            let xt = Tensor::<3>::from_data(TensorData::new(x.clone(), [b, c, l]), &device)
+                .require_grad();
+            let y = if ours {
+                avg_pool_half(&pool, xt.clone())
+            } else {
+                pool.forward(xt.clone())
+            };
+            assert_eq!(y.dims(), [b, c, l / 2]);
+            let gt = Tensor::<3>::from_data(TensorData::new(g.clone(), [b, c, l / 2]), &device);
+            let grads = (y.clone() * gt).sum().backward();
+            (values(y), values(xt.grad(&grads).unwrap()))
+        };
+        let (y, dx) = run(true);
+        let (y_burn, dx_burn) = run(false);
+        let what = format!("{b}x{c}x{l}");
+        // And the definition, in case both took the same path.
+        let h = l / 2;
+        let want: Vec<f64> = (0..b * c * h)
+            .map(|k| {
+                let (r, i) = (k / h, k % h);
+                (x[r * l + 2 * i] as f64 + x[r * l + 2 * i + 1] as f64) / 2.0
+            })
+            .collect();
+        assert_close(&format!("{what}: y vs definition"), &y, &want, 1e-6);
+        assert_close(&format!("{what}: y"), &y, &y_burn, 1e-6);
+        assert_close(&format!("{what}: grad x"), &dx, &dx_burn, 1e-6);
+        // Inference mode (no autodiff) as well.
+        let xi = Tensor::<3>::from_data(TensorData::new(x.clone(), [b, c, l]), &Device::flex());
+        assert_close(
+            &format!("{what}: inference y"),
+            &values(avg_pool_half(&pool, xi.clone())),
+            &values(pool.forward(xi)),
+            1e-6,
+        );
     }
 }

@@ -319,7 +319,9 @@ impl Ensemble {
             .members
             .iter()
             .map(|model| {
-                let raw = forward_all(model, inputs, per, batch, &self.device);
+                let raw = crate::model::on_pool_for(&self.device, || {
+                    forward_all(model, inputs, per, batch, &self.device)
+                });
                 to_label_units(
                     self.spec.task,
                     self.spec.standardiser.as_ref(),

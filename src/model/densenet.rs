@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::conv::conv1d;
 use super::norm::batch_norm_relu;
+use super::pool::avg_pool_half;
 
 /// Every width and count of the network. Defaults are the paper's; with them the
 /// model has 368,761 / 368,890 / 369,019 trainable parameters for 1 / 2 / 3 outputs.
@@ -137,8 +138,10 @@ struct Transition {
 impl Transition {
     /// `[batch, c, length]` -> `[batch, floor(compression * c), length / 2]`.
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.pool
-            .forward(conv1d(&self.conv, batch_norm_relu(&self.norm, x)))
+        avg_pool_half(
+            &self.pool,
+            conv1d(&self.conv, batch_norm_relu(&self.norm, x)),
+        )
     }
 }
 

@@ -21,6 +21,14 @@ use crate::evaluate::{classes_of, evaluate, label_columns};
 use crate::metrics::{ClassificationMetrics, RegressionMetrics};
 use crate::model::{ComputeDevice, Network};
 
+/// A validation loss above this is divergence even while it stays finite. The
+/// loss is on standardised targets (Huber) or class probabilities (cross
+/// entropy): predicting the training mean scores below 1, and a Huber loss of
+/// 1e6 is predictions a million standard deviations off. (How far weights blown up by a far too
+/// high learning rate get before they overflow depends on the kernels' float
+/// rounding: it must not decide whether such a model is published.)
+const DIVERGED_LOSS: f64 = 1e6;
+
 /// The optimizer of a member: Adam (the paper), or AdamW when the recipe has
 /// weight decay.
 fn optimizer(cfg: &TrainConfig) -> ModuleOptimizer {
@@ -245,7 +253,21 @@ impl Run<'_> {
     }
 
     /// [`Run::member`] with fine-tuning's extras: frozen batch norms, L2-SP.
+    /// On the CPU backend the member trains on a thread of rayon's pool, where
+    /// its kernels' parallel loops start without a wake-up and a context switch
+    /// each (`crate::model::on_compute_pool`).
     pub(crate) fn member_tuned(
+        &self,
+        m: usize,
+        plan: &MemberPlan,
+        tuning: &super::finetune::Tuning,
+    ) -> Result<MemberReport, TrainError> {
+        crate::model::on_pool_for(&self.compute.device, || {
+            self.member_tuned_here(m, plan, tuning)
+        })
+    }
+
+    fn member_tuned_here(
         &self,
         m: usize,
         plan: &MemberPlan,
@@ -370,7 +392,7 @@ impl Run<'_> {
             }
             let valid = model.valid();
             let (val_loss, score, per_label) = self.validate(&valid);
-            if !val_loss.is_finite() || !score.is_finite() {
+            if !val_loss.is_finite() || val_loss > DIVERGED_LOSS || !score.is_finite() {
                 return Err(TrainError::Diverged {
                     member: m,
                     epoch: epoch + 1,

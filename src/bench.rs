@@ -79,9 +79,11 @@ fn rate(warmup: usize, min: Duration, mut f: impl FnMut()) -> Rate {
     }
 }
 
-/// The machine's f32 GEMM throughput in GFLOP/s on the shapes the CPU convolutions
-/// run (`src/model/conv.rs`: `[cout, cin * k] @ [cin * k, chunk * length]`), one
-/// GEMM per rayon thread at a time as the op runs them, for at least `min`.
+/// The machine's f32 GEMM throughput in GFLOP/s on the network's convolutions
+/// written as im2col products (`[cout, cin * k] @ [cin * k, chunk * length]`, the
+/// GEMM's best shapes for these layers; `src/model/conv.rs` runs one GEMM per
+/// tap, `[cout, cin] @ [cin, rows]`), one GEMM per rayon thread at a time, for
+/// at least `min`.
 /// Returns GFLOP/s and the cores kept busy meanwhile.
 pub fn gemm_gflops(min: Duration) -> (f64, f64) {
     use rayon::prelude::*;
@@ -116,7 +118,7 @@ pub fn gemm_gflops(min: Duration) -> (f64, f64) {
     let rounds = rate(1, min, || {
         work.par_iter_mut().for_each(|operands| {
             for (&(m, k, n), (lhs, rhs, dst)) in SHAPES.iter().zip(operands.iter_mut()) {
-                crate::model::conv::matmul(
+                crate::model::conv::gemm_into(
                     m,
                     n,
                     k,
@@ -125,6 +127,7 @@ pub fn gemm_gflops(min: Duration) -> (f64, f64) {
                     (1, k as isize),
                     rhs,
                     (1, n as isize),
+                    false,
                 );
                 std::hint::black_box(&dst);
             }

@@ -4,15 +4,19 @@
 //! burn 0.22's CPU backend (flex) runs the conv forward as im2col + `gemm` but
 //! inherits burn's generic backward: the input gradient as a transposed convolution
 //! on one core, the weight gradient as a convolution with batch and channels
-//! swapped. Here all three are `gemm` calls on im2col matrices covering a chunk of
-//! the batch ([`Cin * K`, `chunk * L`]), with rayon over the chunks:
+//! swapped. Here all three are `gemm` calls, one per kernel tap `t`, on a
+//! zero-padded copy of a chunk of the batch (`xpad[Cin, R]`, see `padded`; rows
+//! `r` run over the chunk's samples and positions), with rayon over the chunks:
 //!
-//! - forward: `Y[Cout, N] = W[Cout, Cin*K] @ col(x)[Cin*K, N]`;
+//! - forward: `Y[Cout, R] += W[:, :, t] @ xpad[Cin, t .. t + R]`, summed over taps;
 //! - input gradient: the same forward with the kernel flipped and its channels
 //!   swapped (with symmetric 'same' padding the transposed convolution is a
 //!   correlation with the flipped kernel);
-//! - weight gradient: `dW[Cout, Cin*K] = G[Cout, N] @ col(x)^T`, summed over chunks
-//!   (`col(x)^T` built row-major: gemm's AVX-512 kernels are slow on the strided view).
+//! - weight gradient: `dW[:, :, t]^T = xpad[Cin, t .. t + R] @ G^T[R, Cout]`,
+//!   summed over chunks.
+//!
+//! An im2col (`[Cin * K, R]`) would copy every input value `K` times first; for
+//! the K = 15 branches that copy took four times as long as the GEMMs.
 //!
 //! The op is registered with burn's backend-extension mechanism for `Flex` and
 //! `Autodiff<Flex>`; [`conv1d`] chooses it at run time and falls back to burn's own
@@ -148,7 +152,7 @@ fn from_vec(values: Vec<f32>, shape: [usize; 3]) -> FloatTensor<Flex> {
     Flex::float_from_data(TensorData::new(values, shape), &Default::default())
 }
 
-/// Samples per chunk: at most 32 and ~2048 im2col columns, so a chunk's
+/// Samples per chunk: at most 32 and ~2048 GEMM columns, so a chunk's
 /// matrices stay cache-sized, and never a function of the thread count: gemm's
 /// blocking (and so its float sums) follows the matrix shapes, and a run must
 /// give the same bits on 1 core as on 16 (a Slurm member task against the
@@ -157,24 +161,10 @@ fn chunk_samples(batch: usize, length: usize) -> usize {
     batch.min(32).min((2048 / length.max(1)).max(1)).max(1)
 }
 
-/// `dst[m, n] = lhs[m, k] @ rhs[k, n]`, each given by (column stride, row stride).
+/// `dst[m, n] = lhs[m, k] @ rhs[k, n]` (each given by (column stride, row
+/// stride); `dst` row-major), or `dst += lhs @ rhs` when `accumulate`.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn matmul(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: &mut [f32],
-    lhs: &[f32],
-    lhs_strides: (isize, isize),
-    rhs: &[f32],
-    rhs_strides: (isize, isize),
-) {
-    gemm_into(m, n, k, dst, lhs, lhs_strides, rhs, rhs_strides, false);
-}
-
-/// [`matmul`], adding the product to `dst` when `accumulate`.
-#[allow(clippy::too_many_arguments)]
-fn gemm_into(
+pub(crate) fn gemm_into(
     m: usize,
     n: usize,
     k: usize,
@@ -366,7 +356,7 @@ pub fn weight_grad(
             let mut dw = vec![0.0f32; co * kk];
             let mut tap = vec![0.0f32; ci * co];
             for t in 0..k {
-                matmul(
+                gemm_into(
                     ci,
                     co,
                     rows,
@@ -375,6 +365,7 @@ pub fn weight_grad(
                     (1, width as isize),
                     &g_t,
                     (1, co as isize),
+                    false,
                 );
                 for ch in 0..ci {
                     for o in 0..co {

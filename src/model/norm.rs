@@ -70,12 +70,13 @@ pub(crate) fn values(t: &FloatTensor<Flex>) -> std::borrow::Cow<'_, [f32]> {
     }
 }
 
-fn dims3(t: &FloatTensor<Flex>) -> [usize; 3] {
+/// The dimensions of a `[batch, channels, length]` tensor (the CPU ops' layout).
+pub(crate) fn dims3(t: &FloatTensor<Flex>) -> [usize; 3] {
     let shape = t.shape();
     assert_eq!(
         shape.num_dims(),
         3,
-        "batch norm + ReLU works on [batch, channels, length]"
+        "the CPU ops work on [batch, channels, length]"
     );
     shape.dims()
 }

@@ -13,29 +13,19 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::Autodiff;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{backend_extension, Dispatch, Flex, TensorMetadata};
+use burn::backend::{backend_extension, Dispatch, Flex};
 use burn::nn::pool::AvgPool1d;
 use burn::nn::PaddingConfig1d;
 use burn::tensor::{DType, Device, Tensor};
 use rayon::prelude::*;
 
-use super::norm::{from_vec, values};
+use super::norm::{dims3, from_vec, values};
 
 /// Average of each pair of neighbours along the last axis.
 #[backend_extension(Flex, Autodiff)]
 pub trait PoolBackend: burn::backend::Backend {
     /// `x`: `[batch, channels, length]` -> `[batch, channels, length / 2]`.
     fn avg_pool1d_half(x: FloatTensor<Self>) -> FloatTensor<Self>;
-}
-
-fn dims(t: &FloatTensor<Flex>) -> [usize; 3] {
-    let shape = t.shape();
-    assert_eq!(
-        shape.num_dims(),
-        3,
-        "pooling works on [batch, channels, length]"
-    );
-    shape.dims()
 }
 
 /// `y[r, i] = (x[r, 2i] + x[r, 2i + 1]) / 2` for rows `r` of length `l`.
@@ -80,7 +70,7 @@ pub fn backward(g: &[f32], rows: usize, l: usize) -> Vec<f32> {
 
 impl PoolBackend for Flex {
     fn avg_pool1d_half(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        let [b, c, l] = dims(&x);
+        let [b, c, l] = dims3(&x);
         from_vec(forward(&values(&x), b * c, l), [b, c, l / 2])
     }
 }
@@ -110,7 +100,7 @@ impl<C: CheckpointStrategy> PoolBackend for Autodiff<Flex, C> {
             }
         }
 
-        let shape = dims(x.primitive());
+        let shape = dims3(x.primitive());
         match AvgPoolHalfBackward
             .prepare::<C>([x.node()])
             .compute_bound()

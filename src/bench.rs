@@ -144,7 +144,7 @@ pub fn measure(
     infer_batch: usize,
     min: Duration,
 ) -> Throughput {
-    crate::model::on_pool_for(&compute.device, || {
+    crate::model::on_compute_pool(&compute.device, || {
         measure_here(compute, outputs, train_batch, infer_batch, min)
     })
 }

@@ -319,7 +319,7 @@ impl Ensemble {
             .members
             .iter()
             .map(|model| {
-                let raw = crate::model::on_pool_for(&self.device, || {
+                let raw = crate::model::on_compute_pool(&self.device, || {
                     forward_all(model, inputs, per, batch, &self.device)
                 });
                 to_label_units(

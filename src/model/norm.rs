@@ -200,8 +200,10 @@ fn masked_lanes(x: &[f32], y: &[f32], g: &[f32], m: f32) -> ([f32; LANES], [f32;
     (sg, sgx)
 }
 
-/// `g` where `y > 0`, else 0, without a branch (ReLU's gradient mask; the
-/// outputs' signs are data, so a branch here mispredicts half the time).
+/// `g` where `y > 0`, else 0 (ReLU's gradient mask), written as a bit mask. The
+/// compiler may still turn it into a branch, which mispredicts on half the
+/// values: the per-channel sums use [`masked_lanes`]; here it serves the tails
+/// and the elementwise `dx` pass.
 #[inline(always)]
 fn relu_masked(y: f32, g: f32) -> f32 {
     let keep = ((y > 0.0) as u32).wrapping_neg();

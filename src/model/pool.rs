@@ -28,6 +28,9 @@ pub trait PoolBackend: burn::backend::Backend {
     fn avg_pool1d_half(x: FloatTensor<Self>) -> FloatTensor<Self>;
 }
 
+/// Rows per rayon task: enough work per task to outweigh the hand-off.
+const ROWS_PER_TASK: usize = 64;
+
 /// `y[r, i] = (x[r, 2i] + x[r, 2i + 1]) / 2` for rows `r` of length `l`.
 pub fn forward(x: &[f32], rows: usize, l: usize) -> Vec<f32> {
     let h = l / 2;
@@ -35,8 +38,8 @@ pub fn forward(x: &[f32], rows: usize, l: usize) -> Vec<f32> {
     if h == 0 {
         return y;
     }
-    y.par_chunks_mut(h * 64)
-        .zip(x.par_chunks(l * 64))
+    y.par_chunks_mut(h * ROWS_PER_TASK)
+        .zip(x.par_chunks(l * ROWS_PER_TASK))
         .for_each(|(y, x)| {
             for (y, x) in y.chunks_exact_mut(h).zip(x.chunks_exact(l)) {
                 for (y, pair) in y.iter_mut().zip(x.chunks_exact(2)) {
@@ -55,8 +58,8 @@ pub fn backward(g: &[f32], rows: usize, l: usize) -> Vec<f32> {
     if h == 0 {
         return dx;
     }
-    dx.par_chunks_mut(l * 64)
-        .zip(g.par_chunks(h * 64))
+    dx.par_chunks_mut(l * ROWS_PER_TASK)
+        .zip(g.par_chunks(h * ROWS_PER_TASK))
         .for_each(|(dx, g)| {
             for (dx, g) in dx.chunks_exact_mut(l).zip(g.chunks_exact(h)) {
                 for (pair, &g) in dx.chunks_exact_mut(2).zip(g) {

@@ -24,9 +24,10 @@ use crate::model::{ComputeDevice, Network};
 /// A validation loss above this is divergence even while it stays finite. The
 /// loss is on standardised targets (Huber) or class probabilities (cross
 /// entropy): predicting the training mean scores below 1, and a Huber loss of
-/// 1e6 is predictions a million standard deviations off. (How far weights blown up by a far too
-/// high learning rate get before they overflow depends on the kernels' float
-/// rounding: it must not decide whether such a model is published.)
+/// 1e6 is predictions a million standard deviations off. (How far weights blown
+/// up by a far too high learning rate get before they overflow depends on the
+/// kernels' float rounding: it must not decide whether such a model is
+/// published.)
 const DIVERGED_LOSS: f64 = 1e6;
 
 /// The optimizer of a member: Adam (the paper), or AdamW when the recipe has
@@ -262,7 +263,7 @@ impl Run<'_> {
         plan: &MemberPlan,
         tuning: &super::finetune::Tuning,
     ) -> Result<MemberReport, TrainError> {
-        crate::model::on_pool_for(&self.compute.device, || {
+        crate::model::on_compute_pool(&self.compute.device, || {
             self.member_tuned_here(m, plan, tuning)
         })
     }

@@ -48,3 +48,6 @@ done
 "$bin" --quiet cv --data "$out/dr10.h5" --out "$out/defaults-bootstrap" --members 3 --config models/recipes/bootstrap.toml \
   --baselines none --backend cpu $(resume "$out/defaults-bootstrap")
 "$bin" --quiet cv --data "$out/dr10.h5" --out "$out/defaults-5" --baselines none --backend cpu $(resume "$out/defaults-5")
+# The Huber transition at 0.3 instead of 1, one member, 200 epochs.
+"$bin" --quiet cv --data "$out/dr10.h5" --out "$out/screen-huber-0.3" --config models/recipes/huber-0.3.toml \
+  --epochs 200 --members 1 --baselines none --backend cpu $(resume "$out/screen-huber-0.3")

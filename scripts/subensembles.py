@@ -26,8 +26,8 @@ def main():
         truth = {os.path.basename(r["file"]): r for r in csv.DictReader(f)}
     with open(sys.argv[1], newline="") as f:
         rows = list(csv.DictReader(f))
-    members = sorted({int(m.group(2)) for c in rows[0] for m in [re.fullmatch(r"(.+)_m(\d\d)", c)] if m})
     labels = [c[: -len("_m00")] for c in rows[0] if c.endswith("_m00")]
+    members = [int(c[-2:]) for c in rows[0] if re.fullmatch(re.escape(labels[0]) + r"_m\d\d", c)]
     kept = [r for r in rows if r["status"] == "ok" and os.path.basename(r["file"]) in truth]
     print(f"{len(kept)} rows scored, {len(rows) - len(kept)} skipped; labels {', '.join(labels)}; {len(members)} members")
     y = np.array([[float(truth[os.path.basename(r["file"])][l]) for l in labels] for r in kept])

@@ -25,6 +25,7 @@ done
 
 "$bin" prepare --spectra "$work/dev-spectra" --labels "$dr10/labels.csv" --out "$work/dev.h5"
 "$bin" prepare --spectra assets/spectra --labels assets/labels.csv --out "$work/holdout.h5"
-# spectrain's defaults (5 members, warm-up + cosine from lr 1e-3, 200 epochs, batch 32).
+# spectrain's defaults (5 members, warm-up + cosine from lr 1e-3, 200 epochs, batch 32,
+# Huber transition 0.3).
 "$bin" train --data "$work/dev.h5" --out "$model" --backend cpu --force
 "$bin" evaluate --model "$model" --data "$work/holdout.h5" --out "$model/holdout"

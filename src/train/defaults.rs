@@ -35,8 +35,9 @@ pub const DENSENET_EPOCHS: usize = 200;
 
 /// Huber transition of the DenseNet's regression loss, in standard deviations
 /// of each label: 0.3 beat 1 on Teff on every fold of a 5-fold CV (one member:
-/// 273 K / 0.176 / 0.196 against 284 K / 0.181 / 0.196; five members on the
-/// folds of `models/README.md`).
+/// 273 K / 0.176 / 0.196 against 284 K / 0.181 / 0.196), and with five members
+/// on folds 0-1 237 K / 0.160 / 0.161 against 253 K / 0.160 / 0.168
+/// (Teff, log g, [Fe/H]; `models/README.md`).
 pub const DENSENET_HUBER_DELTA: f64 = 0.3;
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 # The cross-validation behind spectrain's default recipe (models/README.md):
 # 5-fold CV on the shared LAMOST DR10 set of every candidate recipe in
 # models/recipes/, one member per fold for 100 epochs (the screening), then the
-# chosen defaults (3 and 5 members), with the trees on the same folds.
+# chosen defaults (3 and 5 members), with the trees on the same folds; and
+# mass and age (labels-mist.csv), screened, then with the defaults.
 #
 #   scripts/cv_recipes.sh [DR10_DIR] [OUT_DIR]   (default ../shared/data/lamost/dr10, out/cv)
 #
@@ -59,3 +60,7 @@ done
   --backend cpu $(resume "$out/defaults-5")
 "$bin" --quiet cv --data "$out/dr10.h5" --out "$out/defaults-5-huber-0.3" --baselines gbdt --backend cpu \
   $(resume "$out/defaults-5-huber-0.3")
+# Mass and age with the defaults exactly as `spectrain train` runs them (5
+# members, 200 epochs, Huber at 0.3), with both trees.
+"$bin" --quiet cv --data "$out/dr10-massage.h5" --out "$out/defaults-massage" --backend cpu \
+  $(resume "$out/defaults-massage")

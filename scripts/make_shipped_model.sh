@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Rebuilds models/dr10-teff-logg-feh from the shared LAMOST DR10 set, exactly as
-# shipped (training is deterministic for a seed): the 900 dr10 spectra NOT in
-# assets/ are the training data, the 300 in assets/ the hold-out set.
+# Rebuilds models/dr10-teff-logg-feh and models/dr10-mass-age from the shared
+# LAMOST DR10 set, exactly as shipped (training is deterministic for a seed):
+# the 900 dr10 spectra NOT in assets/ are the training data, the 300 in assets/
+# the hold-out set; labels.csv (Teff, log g, [Fe/H]) for the first model,
+# labels-mist.csv (isochrone mass and age) for the second.
 #
 #   scripts/make_shipped_model.sh [DR10_DIR]     (default ../shared/data/lamost/dr10)
 #
-# About 30 minutes on 2 CPU cores.
+# About 30 minutes a model on 2 CPU cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dr10=${1:-../shared/data/lamost/dr10}
@@ -13,7 +15,6 @@ scripts/setup.sh
 cargo build --release --quiet
 bin=target/release/spectrain
 work=out/shipped-model
-model=models/dr10-teff-logg-feh
 mkdir -p "$work/dev-spectra"
 
 # Training spectra: every dr10 file that is not a hold-out file in assets/.
@@ -27,5 +28,13 @@ done
 "$bin" prepare --spectra assets/spectra --labels assets/labels.csv --out "$work/holdout.h5"
 # spectrain's defaults (5 members, warm-up + cosine from lr 1e-3, 200 epochs, batch 32,
 # Huber transition 0.3).
-"$bin" train --data "$work/dev.h5" --out "$model" --backend cpu --force
-"$bin" evaluate --model "$model" --data "$work/holdout.h5" --out "$model/holdout"
+"$bin" train --data "$work/dev.h5" --out models/dr10-teff-logg-feh --backend cpu --force
+"$bin" evaluate --model models/dr10-teff-logg-feh --data "$work/holdout.h5" --out models/dr10-teff-logg-feh/holdout
+
+# Mass and age: the same spectra (so the same rows and split), the same defaults.
+"$bin" prepare --spectra "$work/dev-spectra" --labels "$dr10/labels-mist.csv" --columns mass,age \
+  --out "$work/dev-mist.h5"
+"$bin" prepare --spectra assets/spectra --labels assets/labels-mist.csv --columns mass,age \
+  --out "$work/holdout-mist.h5"
+"$bin" train --data "$work/dev-mist.h5" --out models/dr10-mass-age --backend cpu --force
+"$bin" evaluate --model models/dr10-mass-age --data "$work/holdout-mist.h5" --out models/dr10-mass-age/holdout

@@ -92,3 +92,70 @@ fn the_catalog_reports_calibrated_sigma_and_the_raw_member_spread() {
     let md = std::fs::read_to_string(report_dir.join("report.md")).unwrap();
     assert!(md.contains("within 1 sigma"), "{md}");
 }
+
+/// Each shipped model, evaluated again on the `assets/` stars it never saw,
+/// reproduces the MAE and the 1- and 2-sigma coverage its
+/// `holdout/report.json` (and models/README.md) quotes: the shipped weights,
+/// calibration and inference path still give the published numbers.
+#[test]
+fn shipped_models_reproduce_their_hold_out_reports() {
+    let tmp = tempfile::tempdir().unwrap();
+    let read = |p: &std::path::Path| -> serde_json::Value {
+        let text = std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        serde_json::from_str(&text).unwrap()
+    };
+    for (model, labels) in [
+        ("models/dr10-teff-logg-feh", "assets/labels.csv"),
+        ("models/dr10-mass-age", "assets/labels-mist.csv"),
+    ] {
+        let model = repo().join(model);
+        let name = file_name(&model);
+        let shipped = read(&model.join("holdout/report.json"));
+        let columns: Vec<&str> = shipped["label_names"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        let data = prepared_columns(
+            &repo().join("assets/spectra"),
+            &repo().join(labels),
+            &columns,
+            &tmp.path().join(format!("{name}.h5")),
+        );
+        let out = tmp.path().join(format!("{name}-report"));
+        let o = spectrain()
+            .args(["-q", "evaluate", "--backend", "cpu", "--model"])
+            .arg(&model)
+            .arg("--data")
+            .arg(&data)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let got = read(&out.join("report.json"));
+        assert_eq!(got["spectra"], shipped["spectra"], "{name}: spectra");
+        for (i, label) in columns.iter().enumerate() {
+            let mae =
+                |r: &serde_json::Value| r["ensemble"]["labels"][i][1]["mae"].as_f64().unwrap();
+            let want = mae(&shipped);
+            assert_close(
+                &format!("{name} {label} MAE"),
+                &[mae(&got)],
+                &[want],
+                1e-4 * want,
+            );
+            for key in ["sigma_1", "sigma_2"] {
+                let cov = |r: &serde_json::Value| r["coverage"][i][key].as_f64().unwrap();
+                // One star of ~300 either side moves coverage by 0.0034.
+                assert_close(
+                    &format!("{name} {label} {key}"),
+                    &[cov(&got)],
+                    &[cov(&shipped)],
+                    0.004,
+                );
+            }
+        }
+    }
+}

@@ -101,12 +101,18 @@ pub fn real_dataset(dir: &Path) -> PathBuf {
 /// The spectra under `spectra` with Teff, log g, [Fe/H] from `labels`,
 /// prepared with the published recipe into `out`.
 pub fn prepared(spectra: &Path, labels: &Path, out: &Path) -> PathBuf {
+    prepared_columns(spectra, labels, &["teff", "logg", "feh"], out)
+}
+
+/// The spectra under `spectra` with the label `columns` of `labels`,
+/// prepared with the published recipe into `out`.
+pub fn prepared_columns(spectra: &Path, labels: &Path, columns: &[&str], out: &Path) -> PathBuf {
     spectrain::prepare::prepare(&spectrain::prepare::PrepareOptions {
         spectra: spectra.to_path_buf(),
         labels: labels.to_path_buf(),
         out: out.to_path_buf(),
         join: spectrain::dataset::JoinKey::Obsid,
-        columns: vec!["teff".into(), "logg".into(), "feh".into()],
+        columns: columns.iter().map(|c| c.to_string()).collect(),
         config: spectrain::PreprocessConfig::default(),
         force: false,
         progress: false,

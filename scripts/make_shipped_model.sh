@@ -24,17 +24,18 @@ for f in "$dr10"/spectra/*.fits*; do
   [ -e "assets/spectra/$name" ] || ln -s "$(realpath "$f")" "$work/dev-spectra/$name"
 done
 
-"$bin" prepare --spectra "$work/dev-spectra" --labels "$dr10/labels.csv" --out "$work/dev.h5"
-"$bin" prepare --spectra assets/spectra --labels assets/labels.csv --out "$work/holdout.h5"
-# spectrain's defaults (5 members, warm-up + cosine from lr 1e-3, 200 epochs, batch 32,
-# Huber transition 0.3).
-"$bin" train --data "$work/dev.h5" --out models/dr10-teff-logg-feh --backend cpu --force
-"$bin" evaluate --model models/dr10-teff-logg-feh --data "$work/holdout.h5" --out models/dr10-teff-logg-feh/holdout
-
+# ship MODEL LABELS.csv SUFFIX [PREPARE FLAGS]: the training and hold-out sets
+# with LABELS.csv's labels (dr10's and assets/' copies), MODEL trained on the
+# first with spectrain's defaults (5 members, warm-up + cosine from lr 1e-3, 200
+# epochs, batch 32, Huber transition 0.3) and evaluated on the second.
+ship() {
+  local model=$1 labels=$2 suffix=$3
+  shift 3
+  "$bin" prepare --spectra "$work/dev-spectra" --labels "$dr10/$labels" "$@" --out "$work/dev$suffix.h5"
+  "$bin" prepare --spectra assets/spectra --labels "assets/$labels" "$@" --out "$work/holdout$suffix.h5"
+  "$bin" train --data "$work/dev$suffix.h5" --out "$model" --backend cpu --force
+  "$bin" evaluate --model "$model" --data "$work/holdout$suffix.h5" --out "$model/holdout"
+}
+ship models/dr10-teff-logg-feh labels.csv ""
 # Mass and age: the same spectra (so the same rows and split), the same defaults.
-"$bin" prepare --spectra "$work/dev-spectra" --labels "$dr10/labels-mist.csv" --columns mass,age \
-  --out "$work/dev-mist.h5"
-"$bin" prepare --spectra assets/spectra --labels assets/labels-mist.csv --columns mass,age \
-  --out "$work/holdout-mist.h5"
-"$bin" train --data "$work/dev-mist.h5" --out models/dr10-mass-age --backend cpu --force
-"$bin" evaluate --model models/dr10-mass-age --data "$work/holdout-mist.h5" --out models/dr10-mass-age/holdout
+ship models/dr10-mass-age labels-mist.csv -mist --columns mass,age
